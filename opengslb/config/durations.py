@@ -1,0 +1,126 @@
+"""Go-style durations: ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"1m30s"``.
+
+The configuration file and the API spell durations the way Go's
+``time.ParseDuration`` does: one or more ``<number><unit>`` parts, units
+``ns``, ``us`` (or ``µs``), ``ms``, ``s``, ``m``, ``h``, numbers possibly
+with a fraction (``"1.5s"``).  A bare ``"0"`` means zero.  Where the contract
+allows it (SPEC §9: "durations in requests accept ``"30s"`` or integer
+seconds"), a plain integer is a number of seconds.
+
+Durations here are never negative: nothing OpenGSLB configures runs
+backwards in time, so a sign is rejected rather than silently accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Union
+
+__all__ = ["parse_duration", "format_duration"]
+
+_NS_PER_UNIT = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,  # U+00B5 MICRO SIGN, as Go accepts it
+    "μs": 1_000,  # U+03BC GREEK SMALL LETTER MU, likewise
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60 * 1_000_000_000,
+    "h": 3600 * 1_000_000_000,
+}
+
+# One ``<number><unit>`` part.  Longer units are listed first so that "ms"
+# is not read as "m" followed by a stray "s".
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|h|m|s)")
+_DURATION = re.compile(rf"(?:{_PART.pattern})+")
+
+_EXAMPLES = "e.g. '500ms', '30s', '5m', '1h', '1m30s'"
+
+
+def parse_duration(value: Union[str, int], *, allow_int: bool = True) -> float:
+    """Return ``value`` as a number of seconds.
+
+    :param value: a Go-style duration string, or (when ``allow_int``) a
+        non-negative ``int`` counting seconds.  ``bool`` is never accepted,
+        although Python counts it as an ``int``.
+    :param allow_int: whether a plain integer is accepted.
+    :returns: the duration in seconds, ``>= 0``.
+    :raises ValueError: with a message fit to show an operator, for any
+        other type, an empty string, a negative value, a number without a
+        unit (``"30"``), or an unknown unit (``"30sec"``).
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration ({_EXAMPLES}), not a boolean")
+    if isinstance(value, int):
+        if not allow_int:
+            raise ValueError(f"a duration needs a unit: write '{value}s'")
+        if value < 0:
+            raise ValueError(f"a duration must not be negative (got {value})")
+        return float(value)
+    if isinstance(value, float):
+        raise ValueError(f"a duration needs a unit: write '{value:g}s'")
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration ({_EXAMPLES}), not {type(value).__name__}")
+    text = value.strip()
+    if not text:
+        raise ValueError(f"empty duration ({_EXAMPLES})")
+    if text[0] in "+-":
+        if text[0] == "-":
+            raise ValueError(f"a duration must not be negative (got {value!r})")
+        raise ValueError(f"invalid duration {value!r}: drop the '+' sign")
+    if text == "0":
+        return 0.0
+    if not _DURATION.fullmatch(text):
+        if re.fullmatch(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", text):
+            raise ValueError(f"missing unit in duration {value!r} (write '{text}s' for seconds)")
+        raise ValueError(
+            f"invalid duration {value!r}: use numbers with units ns, us, ms, s, m, h ({_EXAMPLES})"
+        )
+    total_ns = Fraction(0)
+    for match in _PART.finditer(text):
+        total_ns += Fraction(match.group(1)) * _NS_PER_UNIT[match.group(2)]
+    return float(total_ns / 1_000_000_000)
+
+
+def _decimal(whole_and_fraction: int, scale: int) -> str:
+    """``whole_and_fraction / scale`` as a short decimal string (no trailing zeros)."""
+    whole, rest = divmod(whole_and_fraction, scale)
+    if not rest:
+        return str(whole)
+    digits = len(str(scale)) - 1
+    return f"{whole}.{rest:0{digits}d}".rstrip("0")
+
+
+def format_duration(seconds: float) -> str:
+    """Spell ``seconds`` the way an operator writes it: the inverse of :func:`parse_duration`.
+
+    Rounded to the nanosecond.  Zero parts are left out (``3605`` → ``"1h5s"``),
+    sub-second values use the largest unit that keeps them whole or short
+    (``0.5`` → ``"500ms"``, ``0.0015`` → ``"1.5ms"``), and a negative input
+    gets a leading ``-`` (never produced by configuration, but not an error).
+
+    >>> format_duration(90), format_duration(0.5), format_duration(0)
+    ('1m30s', '500ms', '0s')
+    """
+    ns = round(seconds * 1_000_000_000)
+    if ns < 0:
+        return "-" + format_duration(-seconds)
+    if ns == 0:
+        return "0s"
+    if ns < 1_000:
+        return f"{ns}ns"
+    if ns < 1_000_000:
+        return _decimal(ns, 1_000) + "us"
+    if ns < 1_000_000_000:
+        return _decimal(ns, 1_000_000) + "ms"
+    hours, rest = divmod(ns, _NS_PER_UNIT["h"])
+    minutes, rest = divmod(rest, _NS_PER_UNIT["m"])
+    parts = []
+    if hours:
+        parts.append(f"{hours}h")
+    if minutes:
+        parts.append(f"{minutes}m")
+    if rest:
+        parts.append(_decimal(rest, 1_000_000_000) + "s")
+    return "".join(parts)

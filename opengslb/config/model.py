@@ -1,0 +1,211 @@
+"""The validated configuration, as frozen dataclasses.
+
+Everything here is immutable: a reload builds a new :class:`Config` and swaps
+it in whole.  Durations are floats in seconds; addresses are normalised
+strings (``ipaddress`` canonical form); domain and zone names are lower case
+without a trailing dot.  Defaults are the ones SPEC §2 gives.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """A ``host:port`` listen address; ``host == ""`` means every local address."""
+
+    host: str
+    port: int
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.host in ("", "0.0.0.0", "::")
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SOAConfig:
+    mname: str
+    rname: str
+    refresh: int = 14400
+    retry: int = 3600
+    expire: int = 1209600
+    minimum: int = 60
+
+
+@dataclass(frozen=True)
+class NameserverConfig:
+    name: str
+    address: Optional[str] = None  # required (glue) when the name is inside its zone
+
+
+@dataclass(frozen=True)
+class ZoneConfig:
+    name: str
+    soa: SOAConfig
+    nameservers: Tuple[NameserverConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class DNSConfig:
+    listen_address: ListenAddress = ListenAddress("", 53)
+    default_ttl: int = 60
+    return_last_healthy: bool = False
+    zones: Tuple[ZoneConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"  # debug|info|warn|error
+    format: str = "json"  # json|text
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = False
+    address: ListenAddress = ListenAddress("", 9090)
+
+
+def _loopback_networks() -> Tuple[IPNetwork, ...]:
+    return (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
+
+
+@dataclass(frozen=True)
+class APIConfig:
+    enabled: bool = False
+    address: ListenAddress = ListenAddress("127.0.0.1", 8080)
+    allowed_networks: Tuple[IPNetwork, ...] = field(default_factory=_loopback_networks)
+    trust_proxy_headers: bool = False
+    trusted_proxies: Tuple[IPNetwork, ...] = field(default_factory=_loopback_networks)
+    tokens: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    address: str  # canonical IPv4 or IPv6 text
+    port: int = 80
+    weight: int = 100  # 0..1000
+    host: str = ""
+
+    @property
+    def family(self) -> int:
+        """4 or 6."""
+        return 6 if ":" in self.address else 4
+
+    @property
+    def endpoint(self) -> str:
+        """``address:port`` — the label value and API spelling of this server."""
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True)
+class HealthCheckConfig:
+    type: str = "http"  # http|https|tcp
+    interval: float = 30.0
+    timeout: float = 5.0
+    path: str = "/health"
+    host: str = ""
+    tls_verify: bool = False
+    failure_threshold: int = 3
+    success_threshold: int = 2
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    name: str
+    servers: Tuple[ServerConfig, ...]
+    health_check: HealthCheckConfig = HealthCheckConfig()
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    name: str  # lower case, no trailing dot
+    regions: Tuple[str, ...]
+    routing_algorithm: str = "round-robin"
+    ttl: Optional[int] = None  # None: dns.default_ttl
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    data_dir: str = "/var/lib/opengslb/raft"
+    heartbeat_timeout: float = 1.0
+    election_timeout: float = 1.0
+    snapshot_interval: float = 120.0
+    snapshot_threshold: int = 8192
+
+
+@dataclass(frozen=True)
+class GossipConfig:
+    encryption_key: str = ""  # base64 of exactly 32 bytes
+
+
+@dataclass(frozen=True)
+class PredictiveSignalConfig:
+    threshold: float
+    bleed_duration: float
+    window: Optional[float] = None  # error_rate only
+
+
+@dataclass(frozen=True)
+class PredictiveHealthConfig:
+    enabled: bool = False
+    cpu: PredictiveSignalConfig = PredictiveSignalConfig(90, 30.0)
+    memory: PredictiveSignalConfig = PredictiveSignalConfig(85, 30.0)
+    error_rate: PredictiveSignalConfig = PredictiveSignalConfig(10, 60.0, 60.0)
+
+
+@dataclass(frozen=True)
+class OverwatchConfig:
+    external_check_interval: float = 10.0
+    veto_mode: str = "balanced"  # strict|balanced|permissive
+    veto_threshold: int = 3
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    mode: str = "standalone"  # standalone|cluster
+    node_name: str = ""
+    bind_address: ListenAddress = ListenAddress("0.0.0.0", 7946)
+    advertise_address: str = ""
+    bootstrap: bool = False
+    join: Tuple[str, ...] = ()
+    follower_queries: str = "refuse"  # refuse|drop|forward
+    raft: RaftConfig = RaftConfig()
+    gossip: GossipConfig = GossipConfig()
+    health_consensus: str = "majority"  # majority|any|all|leader
+    predictive_health: PredictiveHealthConfig = PredictiveHealthConfig()
+    overwatch: OverwatchConfig = OverwatchConfig()
+    anycast_vip: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration file, validated."""
+
+    dns: DNSConfig = DNSConfig()
+    logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    api: APIConfig = APIConfig()
+    regions: Tuple[RegionConfig, ...] = ()
+    domains: Tuple[DomainConfig, ...] = ()
+    cluster: ClusterConfig = ClusterConfig()
+    source: str = "<built-in>"  # the file it came from
+
+    def region(self, name: str) -> RegionConfig:
+        """The region called ``name``; KeyError when there is none."""
+        for region in self.regions:
+            if region.name == name:
+                return region
+        raise KeyError(name)
+
+    def domain_ttl(self, domain: DomainConfig) -> int:
+        return self.dns.default_ttl if domain.ttl is None else domain.ttl

@@ -1,0 +1,1 @@
+"""Authoritative DNS: the answering view, zone semantics, wire format and listeners."""

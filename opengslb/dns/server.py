@@ -1,0 +1,282 @@
+"""DNS over UDP and TCP: wire format, EDNS0, truncation and listeners.
+
+:class:`DNSResponder` turns one request datagram into one response (or
+nothing); the protocols below only move bytes.  Zone semantics live in
+:mod:`opengslb.dns.resolver`.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from bisect import bisect_left
+from typing import Callable, List, Optional, Sequence
+
+import psutil
+from twisted.internet import protocol
+from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorUDP
+from twisted.logger import Logger
+from twisted.names import dns
+from twisted.protocols.basic import Int16StringReceiver
+from twisted.protocols.policies import TimeoutMixin
+
+from opengslb.config.model import ListenAddress
+from opengslb.dns.resolver import OTHER_DOMAIN, Answer, StaleHook, answer
+from opengslb.dns.view import AnsweringView, DomainView
+from opengslb.routing import Candidate
+
+log = Logger(namespace="opengslb.dns")
+
+ADVERTISED_UDP_SIZE = 1232  # the DNS flag day 2020 recommendation
+MIN_UDP_SIZE = 512
+TCP_IDLE_TIMEOUT = 10.0
+BADVERS = 16
+
+RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
+               5: "REFUSED", BADVERS: "BADVERS"}
+TYPE_LABELS = {dns.A: "A", dns.AAAA: "AAAA"}
+
+
+class QueryStats:
+    """Plain counters the hot path bumps; metrics read them at scrape time.
+
+    Keys are tuples of label values, so a query costs two dict updates and
+    no Prometheus child lookups.  Query durations go into a fixed-bucket
+    histogram: ``duration_counts[i]`` counts durations ``<= DURATION_BOUNDS[i]``
+    (and above the previous bound); the last slot counts the rest (``+Inf``).
+    Counts are per bucket, not cumulative; ``duration_sum`` is in seconds.
+    Everything runs on the reactor thread, so no locking.
+    """
+
+    DURATION_BOUNDS: tuple[float, ...] = (
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+    def __init__(self) -> None:
+        self.queries: dict[tuple[str, str, str], int] = {}
+        self.routing: dict[tuple[str, str, str], int] = {}
+        self.stale: dict[str, int] = {}
+        self.duration_counts: list[int] = [0] * (len(self.DURATION_BOUNDS) + 1)
+        self.duration_sum = 0.0
+
+    def count_query(self, domain: str, qtype: str, status: str) -> None:
+        key = (domain, qtype, status)
+        self.queries[key] = self.queries.get(key, 0) + 1
+
+    def count_routing(self, domain: str, algorithm: str, server: str) -> None:
+        key = (domain, algorithm, server)
+        self.routing[key] = self.routing.get(key, 0) + 1
+
+    def count_stale(self, domain: str) -> None:
+        self.stale[domain] = self.stale.get(domain, 0) + 1
+
+    def observe_duration(self, seconds: float) -> None:
+        """Record how long answering one query took (one bisect, two additions)."""
+        self.duration_counts[bisect_left(self.DURATION_BOUNDS, seconds)] += 1
+        self.duration_sum += seconds
+
+
+def _header_only(request: bytes, rcode: int) -> bytes:
+    """A response echoing only the request's ID, opcode and RD bit."""
+    (query_id, flags) = struct.unpack("!HH", request[:4])
+    opcode_bits = flags & 0x7800
+    rd = flags & 0x0100
+    return struct.pack("!HHHHHH", query_id, 0x8000 | opcode_bits | rd | (rcode & 0xF), 0, 0, 0, 0)
+
+
+class DNSResponder:
+    """Answers raw DNS requests from the current answering view.
+
+    ``view_source`` returns the view to use; ``serving`` says whether this node
+    may answer with data now (the cluster leader gate; always true standalone).
+    """
+
+    def __init__(self, view_source: Callable[[], AnsweringView], stats: QueryStats,
+                 on_stale: Optional[StaleHook] = None,
+                 serving: Callable[[], bool] = lambda: True) -> None:
+        self._view_source = view_source
+        self._stats = stats
+        self._on_stale = on_stale
+        self._serving = serving
+
+    def respond(self, data: bytes, max_size: Optional[int]) -> Optional[bytes]:
+        """The response to ``data``, or ``None`` to drop it.
+
+        ``max_size`` is ``None`` over TCP; over UDP the response is limited to
+        the client's advertised EDNS size (at least 512).
+        """
+        if len(data) < 12:
+            return None  # not even a header: nothing to reply to
+        flags = (data[2] << 8) | data[3]
+        if flags & 0x8000:
+            return None  # a response, not a query: never answer those
+        opcode = (flags >> 11) & 0xF
+        if opcode != dns.OP_QUERY:
+            self._stats.count_query(OTHER_DOMAIN, "other", "NOTIMP")
+            return _header_only(data, dns.ENOTIMP)
+        try:
+            plain = dns.Message()
+            plain.fromStr(data)
+        except Exception:
+            self._stats.count_query(OTHER_DOMAIN, "other", "FORMERR")
+            return _header_only(data, dns.EFORMAT)
+        opt_count = sum(1 for r in plain.additional if r.type == dns.OPT)
+        if len(plain.queries) != 1 or opt_count > 1 or plain.answers or plain.authority:
+            self._stats.count_query(OTHER_DOMAIN, "other", "FORMERR")
+            return _header_only(data, dns.EFORMAT)
+        request = dns._EDNSMessage._fromMessage(plain)
+        query = request.queries[0]
+        qtype_label = TYPE_LABELS.get(query.type, "other")
+
+        if request.ednsVersion is not None and request.ednsVersion > 0:
+            result = Answer(BADVERS, [], [], [], authoritative=False)
+        else:
+            result = answer(self._view_source(), query.name.name, query.type, query.cls,
+                            self._on_stale)
+        domain_label = result.domain.name if result.domain is not None else OTHER_DOMAIN
+        self._stats.count_query(domain_label, qtype_label, RCODE_NAMES.get(result.rcode, str(result.rcode)))
+        if result.routed is not None and result.domain is not None:
+            self._stats.count_routing(result.domain.name, result.domain.algorithm,
+                                      result.routed.endpoint)
+
+        limit = None
+        if max_size is not None:
+            limit = max(MIN_UDP_SIZE, request.maxSize if request.ednsVersion is not None else 0)
+        return encode_response(request, result, limit)
+
+
+def encode_response(request: dns._EDNSMessage, result: Answer, limit: Optional[int]) -> bytes:
+    """Encode ``result`` as the response to ``request``, fitting ``limit`` bytes.
+
+    When the full response does not fit, the additional section is dropped
+    first; if it still does not fit, every record section is emptied and TC is
+    set so the client retries over TCP (RFC 2181 §9).  The OPT record always
+    stays.
+    """
+    response = dns._EDNSMessage(
+        id=request.id, answer=True, opCode=request.opCode, auth=result.authoritative,
+        recDes=request.recDes, rCode=result.rcode, queries=request.queries,
+        answers=result.answers, authority=result.authority, additional=result.additional,
+        ednsVersion=0 if request.ednsVersion is not None else None,
+        dnssecOK=False, maxSize=ADVERTISED_UDP_SIZE)
+    wire = _to_wire(response)
+    if limit is None or len(wire) <= limit:
+        return wire
+    response.additional = []
+    wire = _to_wire(response)
+    if len(wire) <= limit:
+        return wire
+    response.answers, response.authority, response.trunc = [], [], True
+    return _to_wire(response)
+
+
+def _to_wire(message: dns._EDNSMessage) -> bytes:
+    plain = message._toMessage()
+    plain.maxSize = 0  # never let twisted cut the bytes; truncation is ours
+    return plain.toStr()
+
+
+class DNSDatagramProtocol(protocol.DatagramProtocol):
+    """UDP: one datagram in, at most one datagram out, from the same socket."""
+
+    def __init__(self, responder: DNSResponder) -> None:
+        self._responder = responder
+
+    def datagramReceived(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        started = time.perf_counter()
+        try:
+            reply = self._responder.respond(data, MIN_UDP_SIZE)
+        except Exception:
+            log.failure("unexpected error answering a query from {peer}", peer=addr[0])
+            reply = _header_only(data, dns.ESERVER) if len(data) >= 12 else None
+        if reply is not None:
+            self.transport.write(reply, addr)
+            self._responder._stats.observe_duration(time.perf_counter() - started)
+
+
+class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
+    """TCP: length-prefixed messages, several per connection, idle timeout."""
+
+    MAX_LENGTH = 65535
+
+    def __init__(self, responder: DNSResponder) -> None:
+        self._responder = responder
+
+    def connectionMade(self) -> None:
+        self.setTimeout(TCP_IDLE_TIMEOUT)
+
+    def stringReceived(self, data: bytes) -> None:
+        started = time.perf_counter()
+        self.resetTimeout()
+        try:
+            reply = self._responder.respond(data, None)
+        except Exception:
+            log.failure("unexpected error answering a TCP query")
+            reply = _header_only(data, dns.ESERVER) if len(data) >= 12 else None
+        if reply is not None:
+            self.sendString(reply)
+            self._responder._stats.observe_duration(time.perf_counter() - started)
+
+    def timeoutConnection(self) -> None:
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.setTimeout(None)
+
+
+class DNSStreamFactory(protocol.ServerFactory):
+    noisy = False
+
+    def __init__(self, responder: DNSResponder) -> None:
+        self._responder = responder
+
+    def buildProtocol(self, addr: object) -> DNSStreamProtocol:
+        return DNSStreamProtocol(self._responder)
+
+
+def local_addresses() -> List[str]:
+    """Every address configured on this host's interfaces (IPv6 link-local excluded)."""
+    found: List[str] = []
+    for addresses in psutil.net_if_addrs().values():
+        for entry in addresses:
+            if entry.family == socket.AF_INET:
+                found.append(entry.address)
+            elif entry.family == socket.AF_INET6 and not entry.address.lower().startswith("fe80"):
+                found.append(entry.address.split("%")[0])
+    return sorted(set(found))
+
+
+def bind_addresses(listen: ListenAddress) -> Sequence[str]:
+    """The concrete addresses to bind for ``listen``.
+
+    A wildcard binds each local address separately, so every UDP reply leaves
+    from the address its query was sent to (as BIND and gdnsd do).
+    """
+    if listen.is_wildcard:
+        return local_addresses()
+    return [listen.host]
+
+
+def listen_dns(reactor: IReactorUDP, listen: ListenAddress, responder: DNSResponder
+               ) -> List[IListeningPort]:
+    """Bind UDP and TCP on every address of ``listen``.
+
+    Raises ``twisted.internet.error.CannotListenError`` (after closing what was
+    already bound) when any bind fails.
+    """
+    ports: List[IListeningPort] = []
+    tcp_reactor: IReactorTCP = reactor  # type: ignore[assignment]
+    try:
+        for host in bind_addresses(listen):
+            ports.append(reactor.listenUDP(listen.port, DNSDatagramProtocol(responder),
+                                           interface=host, maxPacketSize=65535))
+            ports.append(tcp_reactor.listenTCP(listen.port, DNSStreamFactory(responder),
+                                               interface=host, backlog=128))
+    except Exception:
+        for port in ports:
+            port.stopListening()
+        raise
+    return ports
+
+
+__all__ = ["DNSResponder", "QueryStats", "listen_dns", "Candidate", "DomainView"]

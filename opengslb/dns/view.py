@@ -1,0 +1,220 @@
+"""The answering view: everything a DNS query needs, prepared in advance.
+
+A view is built from the configuration, the served health of every server and
+(later) runtime state, whenever one of those changes.  Answering a query is
+then a dictionary lookup plus one routing pick: no per-query walking of the
+configuration.  A view is never mutated after it is built, except for the
+routing pickers' own rotation state.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+from opengslb.config.model import Config, DomainConfig, ServerConfig, SOAConfig, ZoneConfig
+from opengslb.routing import Candidate, Picker, algorithm_for
+
+A = 1
+AAAA = 28
+FAMILY_OF_TYPE = {A: 4, AAAA: 6}
+
+
+@dataclass(frozen=True)
+class ServedState:
+    """What the view needs to know about one server right now.
+
+    ``weight`` is the effective weight (configured, or overridden, times any
+    bleed factor); ``last_healthy`` is when it was last seen healthy.
+    """
+
+    healthy: bool
+    weight: float
+    last_healthy: Optional[float] = None
+
+
+StateLookup = Callable[[str, ServerConfig], ServedState]
+"""(region name, server) → its served state."""
+
+
+@dataclass(frozen=True)
+class ZoneView:
+    """A zone apex: its SOA and NS data."""
+
+    config: ZoneConfig
+    soa_ttl: int
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def negative_ttl(self) -> int:
+        """TTL of the SOA in negative answers: min(SOA minimum, SOA TTL) (RFC 2308)."""
+        return min(self.config.soa.minimum, self.soa_ttl)
+
+
+@dataclass
+class FamilyAnswer:
+    """The A (or AAAA) side of one domain."""
+
+    picker: Picker
+    configured: int  # servers of this family configured for the domain
+    last_healthy: Optional[Candidate]  # fallback for return_last_healthy
+
+
+@dataclass
+class DomainView:
+    """One configured domain name, ready to answer."""
+
+    config: DomainConfig
+    zone: ZoneView
+    ttl: int
+    algorithm: str
+    families: Dict[int, FamilyAnswer]
+    candidates: Tuple[Candidate, ...]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class AnsweringView:
+    """The immutable index DNS answers are computed from."""
+
+    config: Config
+    zones: Tuple[ZoneView, ...]  # longest name first
+    domains: Dict[str, DomainView]
+    glue: Dict[str, Tuple[str, ...]]  # in-zone nameserver name → its addresses
+    empty_non_terminals: FrozenSet[str]
+    built_at: float = 0.0
+    _zone_names: Dict[str, ZoneView] = field(default_factory=dict)
+
+    def zone_for(self, name: str) -> Optional[ZoneView]:
+        """The longest zone containing ``name`` (lower case, no trailing dot)."""
+        zone_names = self._zone_names
+        labels = name.split(".")
+        for i in range(len(labels)):
+            zone = zone_names.get(".".join(labels[i:]))
+            if zone is not None:
+                return zone
+        return None
+
+
+def zones_of(config: Config) -> List[ZoneConfig]:
+    """Configured zones, plus an implicit zone for each domain outside all of them.
+
+    With no ``dns.zones`` every domain is its own apex (SPEC §3).
+    """
+    zones = list(config.dns.zones)
+    explicit = [z.name for z in zones]
+    for domain in config.domains:
+        if not any(_within(domain.name, z) for z in explicit):
+            zones.append(
+                ZoneConfig(
+                    name=domain.name,
+                    soa=SOAConfig(mname=f"ns1.{domain.name}", rname=f"hostmaster.{domain.name}"),
+                )
+            )
+            explicit.append(domain.name)
+    return zones
+
+
+def _within(name: str, zone: str) -> bool:
+    return name == zone or name.endswith("." + zone)
+
+
+def domain_candidates(config: Config, domain: DomainConfig, state: StateLookup,
+                      extra: Optional[Callable[[str], Sequence[ServerConfig]]] = None
+                      ) -> Tuple[Tuple[Candidate, Optional[float]], ...]:
+    """Every server of the domain's regions in configuration order, with its last-healthy time.
+
+    ``extra`` lists further servers of a region (dynamic registrations); they
+    come after the region's configured servers.
+    """
+    result: List[Tuple[Candidate, Optional[float]]] = []
+    order = 0
+    for region_name in domain.regions:
+        region = config.region(region_name)
+        servers = list(region.servers) + list(extra(region.name) if extra else ())
+        for server in servers:
+            served = state(region.name, server)
+            result.append((Candidate(address=server.address, port=server.port,
+                                     region=region.name, weight=served.weight,
+                                     healthy=served.healthy, order=order),
+                           served.last_healthy))
+            order += 1
+    return tuple(result)
+
+
+def build_view(config: Config, state: StateLookup, rng: random.Random,
+               extra: Optional[Callable[[str], Sequence[ServerConfig]]] = None,
+               now: float = 0.0) -> AnsweringView:
+    """Prepare the answering view for ``config`` and the servers' current state.
+
+    ``state`` gives each server's served health and effective weight;
+    ``extra`` lists dynamically registered servers per region.
+    """
+    zone_views = [ZoneView(config=z, soa_ttl=config.dns.default_ttl) for z in zones_of(config)]
+    zone_views.sort(key=lambda z: len(z.name), reverse=True)
+    zone_by_name = {z.name: z for z in zone_views}
+
+    def zone_of(name: str) -> ZoneView:
+        labels = name.split(".")
+        for i in range(len(labels)):
+            zone = zone_by_name.get(".".join(labels[i:]))
+            if zone is not None:
+                return zone
+        raise LookupError(name)  # cannot happen: zones_of covers every domain
+
+    domains: Dict[str, DomainView] = {}
+    for domain in config.domains:
+        with_times = domain_candidates(config, domain, state, extra)
+        candidates = tuple(c for c, _ in with_times)
+        algorithm = algorithm_for(domain.routing_algorithm)
+        families: Dict[int, FamilyAnswer] = {}
+        for family in (4, 6):
+            of_family = [(c, t) for c, t in with_times if (":" in c.address) == (family == 6)]
+            families[family] = FamilyAnswer(
+                picker=algorithm.prepare([c for c, _ in of_family], rng),
+                configured=len(of_family),
+                last_healthy=_most_recently_healthy(of_family),
+            )
+        domains[domain.name] = DomainView(
+            config=domain, zone=zone_of(domain.name), ttl=config.domain_ttl(domain),
+            algorithm=algorithm.name, families=families, candidates=candidates)
+
+    glue: Dict[str, Tuple[str, ...]] = {}
+    for zone in zone_views:
+        for ns in zone.config.nameservers:
+            if ns.address and _within(ns.name, zone.name):
+                glue[ns.name] = glue.get(ns.name, ()) + (ns.address,)
+
+    terminals = set(domains) | set(glue) | set(zone_by_name)
+    non_terminals = set()
+    for name in terminals:
+        zone = zone_of(name)
+        labels = name.split(".")
+        for i in range(1, len(labels)):
+            parent = ".".join(labels[i:])
+            if len(parent) <= len(zone.name):
+                break
+            if parent not in terminals:
+                non_terminals.add(parent)
+
+    return AnsweringView(config=config, zones=tuple(zone_views), domains=domains, glue=glue,
+                         empty_non_terminals=frozenset(non_terminals), built_at=now,
+                         _zone_names=zone_by_name)
+
+
+def _most_recently_healthy(candidates: Sequence[Tuple[Candidate, Optional[float]]]
+                           ) -> Optional[Candidate]:
+    """The candidate seen healthy most recently (weight-0 ones excluded)."""
+    best: Optional[Candidate] = None
+    best_time = float("-inf")
+    for candidate, seen in candidates:
+        if seen is not None and seen > best_time and candidate.weight > 0:
+            best, best_time = candidate, seen
+    return best

@@ -1,0 +1,263 @@
+"""Prometheus metrics: a scrape-time collector and the ``/metrics`` endpoint.
+
+Nothing on the query path touches prometheus_client.  The DNS side bumps
+plain dict counters (:class:`~opengslb.dns.server.QueryStats`), the core
+counts check results in ``Gslb.check_results``, and :class:`Metrics` turns
+all of it into metric families only when Prometheus scrapes (SPEC §9).
+
+Everything runs on the reactor thread, including scrapes: the resource here
+renders synchronously, so the counters are never read while being changed.
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_left
+from typing import TYPE_CHECKING, Iterable, Optional, Protocol, Sequence
+
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFamily,
+                                            HistogramMetricFamily, Metric)
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request, Site
+
+from opengslb.config.model import ListenAddress
+from opengslb.health.tracker import ServerKey
+
+if TYPE_CHECKING:
+    from opengslb.core import Gslb
+
+__all__ = ["CHECK_DURATION_BOUNDS", "DurationHistogram", "Metrics", "listen_metrics"]
+
+CHECK_DURATION_BOUNDS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Health check duration buckets (seconds): checks are bounded by their timeout."""
+
+SCRAPE_IDLE_TIMEOUT = 60.0
+
+
+class ReloadCounts(Protocol):
+    """What the metrics read from the reloader (:class:`opengslb.reload.Reloader`)."""
+
+    successes: int
+    failures: int
+    last_success: Optional[float]  # reactor seconds of the last successful reload
+
+
+class DurationHistogram:
+    """A fixed-bucket histogram fed from the reactor thread.
+
+    ``counts[i]`` counts observations ``<= bounds[i]`` (and above the previous
+    bound); the last slot counts the rest (``+Inf``).  Counts are per bucket,
+    not cumulative; ``sum`` is the total of all observations.
+    """
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Record one observation."""
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class Metrics:
+    """The OpenGSLB metrics registry, collected at scrape time.
+
+    :param gslb: the core; its ``config`` may be swapped by a reload, so it is
+        read afresh at every scrape.  Its ``on_check_duration`` hook is set
+        here to feed ``opengslb_health_check_duration_seconds``.
+    :param reloader: reload counters (``successes``, ``failures``,
+        ``last_success``).
+    :param version: the value of ``opengslb_app_info{version}``.
+    :param clock: time source; ``clock.seconds()`` at construction is the
+        start time that ``opengslb_config_reload_timestamp_seconds`` reports
+        until the first successful reload (the start-up load counts as the
+        first configuration load).
+
+    ``registry`` is private to this object (never the global REGISTRY) and
+    also holds prometheus_client's standard process, platform and GC
+    collectors.
+    """
+
+    def __init__(self, gslb: "Gslb", reloader: ReloadCounts, version: str,
+                 clock: IReactorTime) -> None:
+        self.gslb = gslb
+        self.reloader = reloader
+        self.version = version
+        self.started = clock.seconds()
+        self.check_durations = DurationHistogram(CHECK_DURATION_BOUNDS)
+        gslb.on_check_duration = self.check_durations.observe
+        self.registry = CollectorRegistry()
+        self.registry.register(_GslbCollector(self))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    def exposition(self) -> bytes:
+        """The current metrics in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def resource(self) -> IResource:
+        """The HTTP resource tree: ``GET /metrics`` and ``GET /health``."""
+        root = _IndexPage()
+        root.putChild(b"metrics", _MetricsPage(self))
+        root.putChild(b"health", _HealthPage())
+        return root
+
+
+class _GslbCollector(Collector):
+    """Builds every ``opengslb_*`` family from the plain counters, per scrape."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        gslb = self._metrics.gslb
+        config = gslb.config
+        stats = gslb.stats
+        reloader = self._metrics.reloader
+
+        yield _counter("opengslb_dns_queries_total", "DNS queries answered.",
+                       ["domain", "type", "status"], stats.queries.items())
+        yield _histogram("opengslb_dns_query_duration_seconds",
+                         "Time to answer one DNS query (parse, answer, encode, send).",
+                         stats.DURATION_BOUNDS, stats.duration_counts, stats.duration_sum)
+        yield _counter("opengslb_health_check_results_total", "Finished health checks.",
+                       ["region", "server", "result"], gslb.check_results.items())
+        checks = self._metrics.check_durations
+        yield _histogram("opengslb_health_check_duration_seconds", "Duration of one health check.",
+                         checks.bounds, checks.counts, checks.sum)
+
+        healthy = GaugeMetricFamily("opengslb_healthy_servers", "Healthy servers per region.",
+                                    labels=["region"])
+        for region, count in _healthy_per_region(gslb).items():
+            healthy.add_metric([region], count)
+        yield healthy
+
+        yield _counter("opengslb_routing_decisions_total", "Answers chosen by a routing algorithm.",
+                       ["domain", "algorithm", "server"], stats.routing.items())
+        yield _counter("opengslb_dns_stale_answers_total",
+                       "Answers with the last healthy address while every server was down.",
+                       ["domain"], (((domain,), n) for domain, n in stats.stale.items()))
+
+        reloads = CounterMetricFamily("opengslb_config_reloads_total", "Configuration reloads.",
+                                      labels=["result"])
+        reloads.add_metric(["success"], reloader.successes)
+        reloads.add_metric(["failure"], reloader.failures)
+        yield reloads
+        last = reloader.last_success if reloader.last_success is not None else self._metrics.started
+        yield GaugeMetricFamily("opengslb_config_reload_timestamp_seconds",
+                                "Unix time of the last successful reload (start time before any).",
+                                value=last)
+
+        info = GaugeMetricFamily("opengslb_app_info", "OpenGSLB build information.",
+                                 labels=["version"])
+        info.add_metric([self._metrics.version], 1)
+        yield info
+        yield GaugeMetricFamily("opengslb_configured_domains", "Domains in the configuration.",
+                                value=len(config.domains))
+        yield GaugeMetricFamily("opengslb_configured_servers", "Servers in the configuration.",
+                                value=sum(len(region.servers) for region in config.regions))
+
+
+def _counter(name: str, documentation: str, labels: list[str],
+             items: Iterable[tuple[tuple[str, ...], int]]) -> CounterMetricFamily:
+    """A counter family with one sample per ``(label values, count)`` item."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for values, count in sorted(items):
+        family.add_metric(list(values), count)
+    return family
+
+
+def _histogram(name: str, documentation: str, bounds: Sequence[float], counts: Sequence[int],
+               total: float) -> HistogramMetricFamily:
+    """A histogram family from per-bucket ``counts`` (last slot ``+Inf``)."""
+    buckets = []
+    cumulative = 0
+    for bound, count in zip([*bounds, float("inf")], counts):
+        cumulative += count
+        buckets.append((floatToGoString(bound), cumulative))
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=total)
+
+
+def _healthy_per_region(gslb: "Gslb") -> dict[str, int]:
+    """Healthy servers per region: every configured region is present (0 when none).
+
+    Checked servers count by their verdict; a configured server with no
+    verdict yet counts as healthy, the way DNS serves it.
+    """
+    states = gslb.health.states()
+    counts = {region.name: 0 for region in gslb.config.regions}
+    for key, health in states.items():
+        counts[key.region] = counts.get(key.region, 0) + (1 if health.healthy else 0)
+    for region in gslb.config.regions:
+        for server in region.servers:
+            if ServerKey(region.name, server.address, server.port) not in states:
+                counts[region.name] += 1
+    return counts
+
+
+class _IndexPage(Resource):
+    """``GET /``: a plain-text pointer to the two endpoints."""
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        return notFound()
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return b"OpenGSLB metrics: /metrics (Prometheus), /health\n"
+
+
+class _MetricsPage(Resource):
+    """``GET /metrics``: the Prometheus text exposition, rendered on the reactor thread."""
+
+    isLeaf = True
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+        return self._metrics.exposition()
+
+
+class _HealthPage(Resource):
+    """``GET /health``: 200 ``{"status": "ok"}`` while the process serves."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", b"application/json")
+        return json.dumps({"status": "ok"}).encode("ascii")
+
+
+class _QuietSite(Site):
+    """A Site that keeps scrapes out of the log (no access log lines)."""
+
+    noisy = False
+    displayTracebacks = False
+
+    def log(self, request: Request) -> None:
+        pass
+
+
+def listen_metrics(reactor: IReactorTCP, address: ListenAddress, resource: IResource
+                   ) -> IListeningPort:
+    """Serve ``resource`` over HTTP on ``address`` (``host == ""``: every IPv4 address).
+
+    Idle connections are closed after a minute.  Raises
+    ``twisted.internet.error.CannotListenError`` when the port cannot be bound.
+    """
+    site = _QuietSite(resource, timeout=SCRAPE_IDLE_TIMEOUT, reactor=reactor)
+    return reactor.listenTCP(address.port, site, interface=address.host)

@@ -1,0 +1,32 @@
+"""failover: the first eligible candidate in configuration order.
+
+Regions come in the domain's order and servers in the region's order, so the
+primary is answered whenever it is healthy again.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Optional, Sequence
+
+from opengslb.routing.base import Candidate, EmptyPicker, Picker, eligible
+
+
+class _FixedPicker:
+    def __init__(self, candidate: Candidate) -> None:
+        self._candidate = candidate
+
+    def pick(self) -> Optional[Candidate]:
+        return self._candidate
+
+
+class Failover:
+    """Always the first eligible candidate by ``order``."""
+
+    name = "failover"
+
+    def prepare(self, candidates: Sequence[Candidate], rng: random.Random) -> Picker:
+        pool = eligible(candidates)
+        if not pool:
+            return EmptyPicker()
+        return _FixedPicker(min(pool, key=lambda c: c.order))

@@ -1,0 +1,230 @@
+"""Real processes and sockets for end-to-end tests.
+
+Everything here binds loopback addresses only, and every fixture stops what
+it started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import List, Optional
+
+import dns.message
+import dns.query
+import dns.rcode
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on ``host``."""
+    for _ in range(50):
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.bind((host, 0))
+        port = tcp.getsockname()[1]
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            udp.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            tcp.close()
+            udp.close()
+        return port
+    raise RuntimeError("no free port")
+
+
+class HTTPBackend:
+    """A real HTTP server on ``host:port`` whose /health status can be changed."""
+
+    def __init__(self, host: str, port: int = 0) -> None:
+        backend = self
+        self.status = 200
+        self.requests: List[dict] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                backend.requests.append({"path": self.path, "host": self.headers.get("Host")})
+                body = f"{backend.status} from {host}\n".encode()
+                self.send_response(backend.status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.host = host
+        self._handler = Handler
+        self._server: Optional[ThreadingHTTPServer] = None
+        self.port = port
+        self.start()
+
+    def start(self) -> None:
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer((self.host, self.port), self._handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class TCPBackend:
+    """A real TCP listener that accepts and closes connections."""
+
+    def __init__(self, host: str, port: int = 0) -> None:
+        self.host, self.port = host, port
+        self._sock: Optional[socket.socket] = None
+        self.start()
+
+    def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(64)
+        self.port = sock.getsockname()[1]
+        self._sock = sock
+        threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
+
+    def _accept(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+            self._sock = None
+
+
+def twistd_command() -> List[str]:
+    """``twistd`` from this interpreter's environment."""
+    candidate = Path(sys.executable).with_name("twistd")
+    if candidate.exists():
+        return [str(candidate)]
+    found = shutil.which("twistd")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def child_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class OpenGSLB:
+    """The real ``twistd -n opengslb`` process on a config written to ``directory``."""
+
+    def __init__(self, directory: Path, config_text: str, dns_host: str = "127.0.0.1",
+                 dns_port: Optional[int] = None, extra_args: Optional[List[str]] = None) -> None:
+        self.directory = directory
+        self.dns_host = dns_host
+        self.dns_port = dns_port or free_port(dns_host)
+        self.config_path = directory / "config.yaml"
+        self.write_config(config_text)
+        self.log_path = directory / "opengslb.log"
+        self.extra_args = extra_args or []
+        self.process: Optional[subprocess.Popen] = None
+
+    def write_config(self, config_text: str) -> None:
+        text = textwrap.dedent(config_text).replace("{DNS}", f"{self.dns_host}:{self.dns_port}")
+        self.config_path.write_text(text)
+        os.chmod(self.config_path, 0o600)
+
+    def start(self, wait: bool = True) -> "OpenGSLB":
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            twistd_command() + ["-n", "--pidfile=", "opengslb", "--config", str(self.config_path)]
+            + self.extra_args,
+            stdout=self._log, stderr=subprocess.STDOUT, env=child_env(), cwd=str(self.directory))
+        if wait:
+            self.wait_answering()
+        return self
+
+    def wait_answering(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"opengslb exited {self.process.returncode}:\n{self.log()}")
+            try:
+                self.query("probe.invalid", timeout=0.3)
+                return
+            except Exception:
+                time.sleep(0.1)
+        raise RuntimeError(f"opengslb did not answer DNS in {timeout}s:\n{self.log()}")
+
+    def query(self, name: str, rdtype: str = "A", tcp: bool = False, timeout: float = 2.0,
+              **make_query_args: object) -> dns.message.Message:
+        query = dns.message.make_query(name, rdtype, **make_query_args)
+        if tcp:
+            return dns.query.tcp(query, self.dns_host, port=self.dns_port, timeout=timeout)
+        return dns.query.udp(query, self.dns_host, port=self.dns_port, timeout=timeout)
+
+    def address(self, name: str, rdtype: str = "A") -> Optional[str]:
+        """The single address answered for ``name``, or None for a non-NOERROR/empty answer."""
+        reply = self.query(name, rdtype)
+        if reply.rcode() != dns.rcode.NOERROR or not reply.answer:
+            return None
+        return reply.answer[0][0].address
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        code = self.process.returncode
+        self.process = None
+        return code
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{message} not reached within {timeout}s (last: {last!r})")

@@ -1,0 +1,142 @@
+"""The command line as an operator uses it: validate, start-up failures, demo."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import dns.rcode
+import pytest
+
+from tests.e2e.harness import OpenGSLB, child_env, free_port, twistd_command, wait_until
+
+pytestmark = pytest.mark.e2e
+
+GOOD = """\
+dns:
+  listen_address: "127.0.0.1:{port}"
+regions:
+  - name: r1
+    servers: [{{address: 127.0.0.1, port: 9}}]
+    health_check: {{type: tcp, interval: 5s, timeout: 1s}}
+domains:
+  - {{name: ok.example.test, regions: [r1]}}
+"""
+
+BAD = """\
+dns:
+  listen_address: "127.0.0.1:5300"
+regions:
+  - name: r1
+    servers: [{address: 127.0.0.1, port: 9}]
+    health_check:
+      type: http
+      interval: 5s
+      timeout: 5s
+domains:
+  - {name: bad.example.test, regions: [r2]}
+"""
+
+
+def opengslb(*args, timeout=20):
+    return subprocess.run([sys.executable, "-m", "opengslb", *args], capture_output=True, text=True,
+                          env=child_env(), timeout=timeout)
+
+
+def write(path, text, mode=0o600):
+    path.write_text(text)
+    os.chmod(path, mode)
+    return str(path)
+
+
+def test_validate_ok(tmp_path):
+    """--validate prints OK and exits 0 for a valid file."""
+    result = opengslb("--validate", "--config", write(tmp_path / "c.yaml", GOOD.format(port=5300)))
+    assert result.returncode == 0 and result.stdout.strip() == "OK"
+
+
+def test_validate_reports_every_error_with_file_and_line(tmp_path):
+    """--validate prints every problem as file:line: key.path: message and exits 1."""
+    path = write(tmp_path / "bad.yaml", BAD)
+    result = opengslb("--validate", "--config", path)
+    assert result.returncode == 1
+    assert f"{path}:9: regions[0].health_check.timeout: must be less than interval (5s >= 5s)" in result.stdout
+    assert f"{path}:11: domains[0].regions" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_start_with_bad_config_prints_one_line_per_problem(tmp_path):
+    """Starting on a broken file: one clear line per problem on stderr, non-zero exit, no traceback."""
+    path = write(tmp_path / "bad.yaml", BAD)
+    for command in ([sys.executable, "-m", "opengslb", "--config", path],
+                    twistd_command() + ["-n", "--pidfile=", "opengslb", "--config", path]):
+        result = subprocess.run(command, capture_output=True, text=True, env=child_env(), timeout=20,
+                                cwd=tmp_path)
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr + result.stdout
+        problems = [line for line in result.stderr.splitlines() if line.startswith("opengslb: ")]
+        assert len(problems) == 2, result.stderr
+
+
+def test_missing_config_file(tmp_path):
+    """A missing file is one clear error naming it."""
+    result = opengslb("--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode != 0 and "nope.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_world_readable_secrets_refused(tmp_path):
+    """A world-readable file with api.tokens is refused and says chmod 600."""
+    text = GOOD.format(port=5300) + "api:\n  tokens: [s3cret-token-value]\n"
+    path = write(tmp_path / "secret.yaml", text, mode=0o644)
+    result = opengslb("--config", path)
+    assert result.returncode != 0 and "chmod 600" in result.stderr
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    """A DNS port already taken: one clear line, non-zero exit."""
+    port = free_port()
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind(("127.0.0.1", port))
+    try:
+        result = opengslb("--config", write(tmp_path / "c.yaml", GOOD.format(port=port)))
+    finally:
+        blocker.close()
+    assert result.returncode != 0
+    assert f"cannot listen for DNS on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cluster_mode_flag_is_refused_clearly(tmp_path):
+    """--mode cluster beats the file and says clearly that cluster mode is not available yet."""
+    result = opengslb("--mode", "cluster", "--config", write(tmp_path / "c.yaml", GOOD.format(port=5300)))
+    assert result.returncode != 0 and "cluster" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_version():
+    """--version prints the version."""
+    result = opengslb("--version")
+    assert result.returncode == 0 and result.stdout.startswith("opengslb ")
+
+
+def test_demo_answers_queries(tmp_path):
+    """`opengslb demo` serves the demo zone from local demo backends."""
+    process = subprocess.Popen([sys.executable, "-m", "opengslb", "demo"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, env=child_env(), cwd=tmp_path)
+    try:
+        node = OpenGSLB.__new__(OpenGSLB)
+        node.dns_host, node.dns_port = "127.0.0.1", 1053
+        answers = wait_until(lambda: _demo_answers(node), 15, message="demo answers")
+        assert answers <= {"127.0.0.11", "127.0.0.12", "127.0.0.13"}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _demo_answers(node):
+    try:
+        reply = node.query("app.demo.test", timeout=0.5)
+    except Exception:
+        return None
+    if reply.rcode() != dns.rcode.NOERROR:
+        return None
+    return {node.address("app.demo.test") for _ in range(6)}
