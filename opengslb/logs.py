@@ -12,8 +12,7 @@ import sys
 from datetime import datetime, timezone
 from typing import IO, Any, Dict
 
-from twisted.logger import LogLevel, formatEvent
-from twisted.logger import ILogObserver
+from twisted.logger import ILogObserver, LogLevel, formatEvent
 from zope.interface import implementer
 
 LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,

@@ -17,30 +17,32 @@ from typing import TYPE_CHECKING, Iterable, Optional, Protocol, Sequence
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.gc_collector import GCCollector
-from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFamily,
-                                            HistogramMetricFamily, Metric)
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
-from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 
-from opengslb.config.model import ListenAddress
 from opengslb.health.tracker import ServerKey
 
 if TYPE_CHECKING:
     from opengslb.core import Gslb
 
-__all__ = ["CHECK_DURATION_BOUNDS", "DurationHistogram", "Metrics", "listen_metrics"]
+__all__ = ["CHECK_DURATION_BOUNDS", "DurationHistogram", "Metrics"]
 
 CHECK_DURATION_BOUNDS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Health check duration buckets (seconds): checks are bounded by their timeout."""
 
-SCRAPE_IDLE_TIMEOUT = 60.0
 
 
 class ReloadCounts(Protocol):
@@ -240,24 +242,3 @@ class _HealthPage(Resource):
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")
         return json.dumps({"status": "ok"}).encode("ascii")
-
-
-class _QuietSite(Site):
-    """A Site that keeps scrapes out of the log (no access log lines)."""
-
-    noisy = False
-    displayTracebacks = False
-
-    def log(self, request: Request) -> None:
-        pass
-
-
-def listen_metrics(reactor: IReactorTCP, address: ListenAddress, resource: IResource
-                   ) -> IListeningPort:
-    """Serve ``resource`` over HTTP on ``address`` (``host == ""``: every IPv4 address).
-
-    Idle connections are closed after a minute.  Raises
-    ``twisted.internet.error.CannotListenError`` when the port cannot be bound.
-    """
-    site = _QuietSite(resource, timeout=SCRAPE_IDLE_TIMEOUT, reactor=reactor)
-    return reactor.listenTCP(address.port, site, interface=address.host)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
@@ -12,11 +13,13 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 import opengslb
+from opengslb.api import GslbAPI
 from opengslb.config.model import Config, ListenAddress
 from opengslb.core import Gslb
 from opengslb.dns.server import DNSResponder, listen_dns
 from opengslb.health.checks import Checker
-from opengslb.metrics import Metrics, listen_metrics
+from opengslb.httpserve import listen_http
+from opengslb.metrics import Metrics
 from opengslb.reload import Reloader
 
 log = Logger(namespace="opengslb")
@@ -42,6 +45,9 @@ class GslbService(service.Service):
         self.reloader = Reloader(reactor, config_path, current=lambda: self.gslb.config,
                                  apply=self._apply_config, adjust=adjust)
         self.metrics = Metrics(self.gslb, self.reloader, opengslb.__version__, reactor)
+        self.api = GslbAPI(self.gslb, self.reloader, settings=lambda: self.gslb.config.api,
+                           readiness=self.readiness,
+                           node_name=config.cluster.node_name or socket.gethostname(), clock=reactor)
         self.dns_ports: List[IListeningPort] = []
         self.other_ports: List[IListeningPort] = []
         self.started_at: Optional[float] = None
@@ -72,7 +78,11 @@ class GslbService(service.Service):
         if config.metrics.enabled:
             self.other_ports += self._listen(
                 "metrics", config.metrics.address,
-                lambda: [listen_metrics(self.reactor, config.metrics.address, self.metrics.resource())])
+                lambda: [listen_http(self.reactor, config.metrics.address, self.metrics.resource())])
+        if config.api.enabled:
+            self.other_ports += self._listen(
+                "the API", config.api.address,
+                lambda: [listen_http(self.reactor, config.api.address, self.api.resource())])
         super().startService()
         self.started_at = self.reactor.seconds()
         self.gslb.start()
@@ -94,7 +104,7 @@ class GslbService(service.Service):
             stderr = sys.__stderr__ or sys.stderr
             stderr.write(f"opengslb: cannot listen for {what} on {address}: {error.socketError}\n")
             stderr.flush()
-            raise SystemExit(1)
+            raise SystemExit(1) from None
 
     def stopService(self) -> Any:
         super().stopService()

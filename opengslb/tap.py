@@ -103,7 +103,7 @@ class Options(usage.Options):
             if self["validate"]:
                 for line in lines:
                     print(line)
-                raise SystemExit(1)
+                raise SystemExit(1) from None
             fail(lines)
         for warning in warnings:
             sys.stderr.write(f"opengslb: warning: {warning}\n")

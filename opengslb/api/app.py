@@ -343,10 +343,12 @@ class GslbAPI:
     def config_reload(self, request: Request) -> "Deferred[Dict[str, Any]]":
         """Reload like SIGHUP: 200 with warnings, or 422 with every problem."""
         started = self._clock.seconds()
-        log.info("configuration reload requested through the API", event="api_reload")
+        source = self._source(request, self._settings())
+        log.info("configuration reload requested through the API from {source}",
+                 source=str(source), event="api_reload")
 
         def done(outcome: ReloadResult) -> Dict[str, Any]:
-            log.info("API reload finished in {seconds:.3f}s: {result}",
+            log.info("API reload finished in {seconds:.3f}s: {result}", event="api_reload",
                      seconds=self._clock.seconds() - started,
                      result="success" if outcome.ok else "failure")
             if not outcome.ok:

@@ -60,7 +60,6 @@ from typing import (
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import YAMLError
-from ruamel.yaml.main import CParser
 from ruamel.yaml.events import (
     AliasEvent,
     DocumentStartEvent,
@@ -71,6 +70,7 @@ from ruamel.yaml.events import (
     SequenceStartEvent,
     StreamEndEvent,
 )
+from ruamel.yaml.main import CParser
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
 
@@ -1115,7 +1115,12 @@ def _as_nonempty_string(value: Any) -> str:
 
 def _as_bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        hint = " (YAML 1.2: write true or false, unquoted)" if isinstance(value, str) else ""
+        hint = ""
+        if isinstance(value, str):
+            if value.lower() in ("yes", "no", "on", "off", "y", "n"):
+                hint = " (YAML 1.2 reads yes/no/on/off as strings: write true or false)"
+            else:
+                hint = " (write true or false, unquoted)"
         raise ValueError(f"must be true or false, not {_kind(value)}{hint}")
     return value
 

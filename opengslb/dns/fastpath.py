@@ -25,7 +25,7 @@ import struct
 from typing import Callable, Dict, Optional, Tuple
 
 from opengslb.dns.server import ADVERTISED_UDP_SIZE, QueryStats
-from opengslb.dns.view import A, AAAA, AnsweringView, DomainView
+from opengslb.dns.view import AAAA, A, AnsweringView, DomainView
 from opengslb.routing import Candidate
 
 __all__ = ["FastPath", "wire_name"]

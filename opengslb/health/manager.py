@@ -21,10 +21,10 @@ from twisted.internet.defer import (
     CancelledError,
     Deferred,
     DeferredList,
-    TimeoutError,
     maybeDeferred,
     succeed,
 )
+from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -381,7 +381,7 @@ class HealthManager:
             return
         if isinstance(failure.value, CheckFailed):
             reason = failure.value.reason
-        elif failure.check(TimeoutError):
+        elif failure.check(DeferredTimeoutError):
             reason = f"check did not finish within {entry.settings.timeout:g}s"
         else:
             reason = f"{type(failure.value).__name__}: {failure.value}"

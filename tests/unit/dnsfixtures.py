@@ -2,8 +2,17 @@
 
 import random
 
-from opengslb.config.model import (Config, DNSConfig, DomainConfig, ListenAddress, NameserverConfig,
-                                   RegionConfig, ServerConfig, SOAConfig, ZoneConfig)
+from opengslb.config.model import (
+    Config,
+    DNSConfig,
+    DomainConfig,
+    ListenAddress,
+    NameserverConfig,
+    RegionConfig,
+    ServerConfig,
+    SOAConfig,
+    ZoneConfig,
+)
 from opengslb.dns.server import DNSResponder, QueryStats
 from opengslb.dns.view import ServedState, build_view
 

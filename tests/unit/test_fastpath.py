@@ -8,8 +8,7 @@ make the same choices.
 """
 
 import random
-import struct
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import dns.edns
 import dns.flags
@@ -20,8 +19,17 @@ import dns.rdatatype
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from opengslb.config.model import (Config, DNSConfig, DomainConfig, ListenAddress, NameserverConfig,
-                                   RegionConfig, ServerConfig, SOAConfig, ZoneConfig)
+from opengslb.config.model import (
+    Config,
+    DNSConfig,
+    DomainConfig,
+    ListenAddress,
+    NameserverConfig,
+    RegionConfig,
+    ServerConfig,
+    SOAConfig,
+    ZoneConfig,
+)
 from opengslb.dns.fastpath import FastPath, wire_name
 from opengslb.dns.server import DNSResponder, QueryStats
 from opengslb.dns.view import AnsweringView, ServedState, build_view

@@ -25,7 +25,8 @@ from opengslb.config.model import HealthCheckConfig, ListenAddress
 from opengslb.core import Gslb
 from opengslb.dns.server import DNSDatagramProtocol, DNSResponder, DNSStreamProtocol, QueryStats
 from opengslb.health.checks import CheckFailed
-from opengslb.metrics import CHECK_DURATION_BOUNDS, Metrics, listen_metrics
+from opengslb.httpserve import listen_http as listen_metrics
+from opengslb.metrics import CHECK_DURATION_BOUNDS, Metrics
 from tests.unit.dnsfixtures import sample_config
 
 START = 1_700_000_000.0

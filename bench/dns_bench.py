@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""DNS benchmark: OpenGSLB beside gdnsd and a naive twisted.names server.
+
+Starts, on loopback only:
+
+* OpenGSLB (``python -m opengslb``) on a copy of ``bench/bench.yaml``
+  (routing, TCP health checks against local listeners, metrics on);
+* gdnsd, a C authoritative server, answering the same names through its
+  ``weighted`` plugin (one address per answer, same weights and TTLs);
+* ``bench/naive_names_server.py``, twisted.names' own authority serving a
+  zone file with one A record per name;
+
+pins the servers to one core and the load generators to another, then drives
+each server in turn for several interleaved rounds with dnsperf and with
+``bench/udpflood.c`` (built here with gcc; lighter than dnsperf, which tops
+out near 160k queries/s on one core), and finishes with q=1 latency runs.
+Prints median answers/s, mean latency, lost queries and the ratios of
+OpenGSLB to each baseline, and checks the metrics count every answer.
+
+    python bench/dns_bench.py                 # ~3-4 minutes
+    python bench/dns_bench.py --quick         # ~1 minute smoke run
+
+Every process started is stopped at the end, whatever happens.
+See bench/README.md for how to read the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ruamel.yaml import YAML
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+LOOPBACK = "127.0.0.1"
+
+
+# -- the names under test --------------------------------------------------
+
+@dataclass(frozen=True)
+class Domain:
+    """One benchmarked name with the servers (address, weight) it routes over."""
+
+    name: str
+    ttl: int
+    servers: Tuple[Tuple[str, int], ...]  # IPv4 only: the benchmark asks A queries
+
+
+@dataclass
+class BenchConfig:
+    """What the benchmark needs from the OpenGSLB configuration file."""
+
+    raw: dict
+    port: int
+    metrics_url: Optional[str]
+    domains: List[Domain]
+    backends: List[Tuple[str, int]]
+
+
+def read_config(path: Path) -> BenchConfig:
+    """Read ``path`` (an OpenGSLB config) for its listen port, names and backends."""
+    raw = YAML(typ="safe").load(path.read_text())
+    host, _, port = raw["dns"]["listen_address"].rpartition(":")
+    if host not in ("127.0.0.1", "localhost"):
+        raise SystemExit(f"{path}: dns.listen_address must be on 127.0.0.1 for the benchmark")
+    metrics = raw.get("metrics") or {}
+    metrics_url = None
+    if metrics.get("enabled"):
+        m_host, _, m_port = metrics["address"].rpartition(":")
+        metrics_url = f"http://{m_host or LOOPBACK}:{m_port}/metrics"
+    default_ttl = int(raw["dns"].get("default_ttl", 60))
+    regions = {r["name"]: r for r in raw["regions"]}
+    domains = []
+    for d in raw["domains"]:
+        servers = tuple((s["address"], int(s.get("weight", 100)))
+                        for region in d["regions"] for s in regions[region]["servers"]
+                        if ":" not in s["address"])
+        domains.append(Domain(d["name"].lower().rstrip("."), int(d.get("ttl", default_ttl)), servers))
+    backends = sorted({(s["address"], int(s.get("port", 80)))
+                       for r in raw["regions"] for s in r["servers"]
+                       if (r.get("health_check") or {}).get("type") == "tcp"})
+    return BenchConfig(raw, int(port), metrics_url, domains, backends)
+
+
+# -- processes -------------------------------------------------------------
+
+class Processes:
+    """Every child process the benchmark starts; :meth:`stop_all` ends them all."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.children: Dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: Sequence[str], cpu: Optional[int],
+              env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+        if cpu is not None and shutil.which("taskset"):
+            argv = ["taskset", "-c", str(cpu), *argv]
+        log = open(self.workdir / f"{name}.log", "wb")
+        child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                 start_new_session=True)
+        log.close()
+        self.children[name] = child
+        return child
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.workdir / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check_alive(self, name: str) -> None:
+        child = self.children[name]
+        if child.poll() is not None:
+            raise RuntimeError(f"{name} exited with {child.returncode}:\n{self.log_tail(name)}")
+
+    def stop_all(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)  # its own session: only what we started
+        deadline = time.monotonic() + 5
+        for child in self.children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+
+
+class Backends:
+    """TCP listeners on the configured backends so their health checks pass."""
+
+    def __init__(self, addresses: Sequence[Tuple[str, int]]) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._stop = threading.Event()
+        self._sockets = []
+        for host, port in addresses:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(64)
+            sock.setblocking(False)
+            self._selector.register(sock, selectors.EVENT_READ)
+            self._sockets.append(sock)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(0.2):
+                try:
+                    conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
+                    conn.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        for sock in self._sockets:
+            sock.close()
+
+
+def dns_query(name: str, qid: int = 0x4242) -> bytes:
+    """A plain A query for ``name`` with an EDNS0 OPT record."""
+    qname = b"".join(bytes((len(p),)) + p.encode() for p in name.split(".")) + b"\x00"
+    return (struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 1) + qname + b"\x00\x01\x00\x01"
+            + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00")
+
+
+def answers_ok(port: int, name: str, timeout: float = 0.5) -> bool:
+    """True when 127.0.0.1:``port`` answers an A query for ``name`` with NOERROR and an answer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(dns_query(name), (LOOPBACK, port))
+            reply = sock.recv(4096)
+        except OSError:
+            return False
+    return len(reply) >= 12 and reply[3] & 0x0F == 0 and struct.unpack("!H", reply[6:8])[0] >= 1
+
+
+def wait_ready(procs: Processes, name: str, port: int, qname: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        procs.check_alive(name)
+        if answers_ok(port, qname):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not answer {qname} on port {port}:\n{procs.log_tail(name)}")
+
+
+# -- the three servers ---------------------------------------------------------
+
+def start_opengslb(procs: Processes, config: BenchConfig, cpu: Optional[int]) -> None:
+    raw = json.loads(json.dumps(config.raw))  # a deep copy
+    raw.setdefault("cluster", {}).setdefault("raft", {})["data_dir"] = str(procs.workdir / "raft")
+    path = procs.workdir / "opengslb.yaml"
+    with open(path, "w") as out:
+        YAML(typ="safe").dump(raw, out)
+    path.chmod(0o600)
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs.start("opengslb", [sys.executable, "-m", "opengslb", "--config", str(path)], cpu, env)
+
+
+def zone_text(apex: str, body: str) -> str:
+    return (f"$ORIGIN {apex}.\n$TTL 60\n"
+            f"@ 60 IN SOA ns1.{apex}. hostmaster.{apex}. 1 14400 3600 1209600 60\n"
+            f"@ 60 IN NS ns1.{apex}.\nns1 60 IN A 127.0.0.53\n{body}")
+
+
+def start_naive(procs: Processes, domains: Sequence[Domain], port: int, cpu: Optional[int]) -> None:
+    """twisted.names authorities: each name its own zone with one A record (its first server)."""
+    argv = [sys.executable, str(BENCH / "naive_names_server.py"), "--port", str(port)]
+    for d in domains:
+        zone = procs.workdir / f"naive-{d.name}.zone"
+        zone.write_text(zone_text(d.name, f"@ {d.ttl} IN A {d.servers[0][0]}\n"))
+        argv += ["--zone", str(zone)]
+    procs.start("naive", argv, cpu)
+
+
+def start_gdnsd(procs: Processes, domains: Sequence[Domain], port: int, cpu: Optional[int]) -> None:
+    """gdnsd: each name its own zone, answered by the weighted plugin (one address)."""
+    root = procs.workdir / "gdnsd"
+    (root / "zones").mkdir(parents=True)
+    resources = []
+    for i, d in enumerate(domains):
+        members = "\n".join(f"        s{j} = [ {addr}, {weight} ]"
+                            for j, (addr, weight) in enumerate(d.servers) if weight > 0)
+        resources.append(f"      r{i} => {{\n{members}\n      }}")
+        (root / "zones" / d.name).write_text(zone_text(d.name, f"@ {d.ttl} DYNA weighted!r{i}\n"))
+    (root / "config").write_text(
+        "options => {\n"
+        f"  listen => [ {LOOPBACK} ]\n  dns_port => {port}\n"
+        "  udp_threads => 1\n  tcp_threads => 1\n"
+        f"  run_dir => {root / 'run'}\n  state_dir => {root / 'state'}\n"
+        "}\n"
+        "plugins => {\n  weighted => {\n    multi = false\n    service_types = up\n"
+        + "\n".join(resources) + "\n  }\n}\n")
+    procs.start("gdnsd", ["gdnsd", "-c", str(root), "start"], cpu)
+
+
+# -- load generators -----------------------------------------------------------
+
+@dataclass
+class Run:
+    server: str
+    generator: str
+    qps: float
+    latency_us: float
+    sent: int
+    completed: int
+    lost: int
+
+
+def parse_dnsperf(text: str) -> Tuple[float, float, int, int, int]:
+    def number(label: str) -> float:
+        match = re.search(rf"{label}:\s+([0-9.]+)", text)
+        if match is None:
+            raise RuntimeError(f"dnsperf output has no {label!r}:\n{text}")
+        return float(match.group(1))
+    return (number("Queries per second"), number(r"Average Latency \(s\)") * 1e6,
+            int(number("Queries sent")), int(number("Queries completed")),
+            int(number("Queries lost")))
+
+
+def run_dnsperf(port: int, datafile: Path, seconds: float, outstanding: int,
+                cpu: Optional[int]) -> Tuple[float, float, int, int, int]:
+    argv = ["dnsperf", "-s", LOOPBACK, "-p", str(port), "-d", str(datafile), "-l", str(seconds),
+            "-q", str(outstanding), "-e", "-c", "1", "-T", "1", "-t", "2"]
+    if cpu is not None and shutil.which("taskset"):
+        argv = ["taskset", "-c", str(cpu), *argv]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+    return parse_dnsperf(out.stdout + out.stderr)
+
+
+def run_udpflood(binary: Path, port: int, datafile: Path, seconds: float, outstanding: int,
+                 cpu: Optional[int]) -> Tuple[float, float, int, int, int]:
+    argv = [str(binary), LOOPBACK, str(port), str(datafile), str(seconds), str(outstanding), "1"]
+    if cpu is not None and shutil.which("taskset"):
+        argv = ["taskset", "-c", str(cpu), *argv]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+    fields = dict(re.findall(r"(\w+)=([0-9.]+)", out.stdout))
+    if "qps" not in fields:
+        raise RuntimeError(f"udpflood failed:\n{out.stdout}{out.stderr}")
+    return (float(fields["qps"]), float(fields["avg_latency_us"]), int(fields["sent"]),
+            int(fields["completed"]), int(fields["lost"]))
+
+
+def build_udpflood(workdir: Path) -> Optional[Path]:
+    if not shutil.which("gcc"):
+        print("gcc not found: skipping the udpflood generator", flush=True)
+        return None
+    binary = workdir / "udpflood"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(BENCH / "udpflood.c")], check=True)
+    return binary
+
+
+def ensure_tools(want_gdnsd: bool) -> bool:
+    """Install dnsperf (and gdnsd) with apt-get when missing; False if gdnsd is unavailable."""
+    missing = [pkg for pkg, cmd in (("dnsperf", "dnsperf"), ("gdnsd", "gdnsd"))
+               if (pkg != "gdnsd" or want_gdnsd) and not shutil.which(cmd)
+               and not Path(f"/usr/sbin/{cmd}").exists()]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"installing {' '.join(missing)} with apt-get ...", flush=True)
+        quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "update", "-qq"], **quiet)  # type: ignore[call-overload]
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing],  # type: ignore[call-overload]
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), **quiet)
+    if not shutil.which("dnsperf"):
+        raise SystemExit("dnsperf is required: apt-get install dnsperf")
+    if want_gdnsd and not (shutil.which("gdnsd") or Path("/usr/sbin/gdnsd").exists()):
+        print("gdnsd unavailable: running without it", flush=True)
+        return False
+    return want_gdnsd
+
+
+def pick_cpus() -> Tuple[Optional[int], Optional[int]]:
+    """(server cpu, load cpu): two different cores when this process may use two."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2 or not shutil.which("taskset"):
+        print("fewer than two usable cores (or no taskset): not pinning", flush=True)
+        return None, None
+    return cpus[-1], cpus[0]
+
+
+def scrape_query_count(url: str, names: Sequence[str]) -> Optional[int]:
+    """Sum of opengslb_dns_queries_total{status="NOERROR"} over ``names``, or None."""
+    try:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    except OSError:
+        return None
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("opengslb_dns_queries_total{") and 'status="NOERROR"' in line:
+            domain = re.search(r'domain="([^"]*)"', line)
+            if domain and domain.group(1) in names:
+                total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def fast_path_wired() -> bool:
+    """Whether the running code routes queries through opengslb.dns.fastpath."""
+    for module in ("opengslb/dns/server.py", "opengslb/service.py", "opengslb/core.py"):
+        path = REPO / module
+        if path.exists() and "FastPath" in path.read_text():
+            return True
+    return False
+
+
+# -- report --------------------------------------------------------------------
+
+@dataclass
+class Summary:
+    qps: float
+    latency_us: float
+    lost: int
+    rounds: List[float] = field(default_factory=list)
+
+
+def summarise(runs: Sequence[Run]) -> Dict[Tuple[str, str], Summary]:
+    grouped: Dict[Tuple[str, str], List[Run]] = {}
+    for run in runs:
+        grouped.setdefault((run.server, run.generator), []).append(run)
+    return {key: Summary(statistics.median(r.qps for r in group),
+                         statistics.median(r.latency_us for r in group),
+                         sum(r.lost for r in group), [r.qps for r in group])
+            for key, group in grouped.items()}
+
+
+def print_table(title: str, summary: Dict[Tuple[str, str], Summary], servers: Sequence[str],
+                generators: Sequence[str]) -> None:
+    print(f"\n{title}")
+    print(f"{'generator':<10} {'server':<10} {'answers/s':>11} {'mean lat':>10} {'lost':>6}"
+          f"  {'rounds (answers/s)'}")
+    for generator in generators:
+        for server in servers:
+            s = summary.get((server, generator))
+            if s is None:
+                continue
+            rounds = ", ".join(f"{q:,.0f}" for q in s.rounds)
+            print(f"{generator:<10} {server:<10} {s.qps:>11,.0f} {s.latency_us:>8.0f}us {s.lost:>6}"
+                  f"  {rounds}")
+        for baseline in ("gdnsd", "naive"):
+            ours, theirs = summary.get(("opengslb", generator)), summary.get((baseline, generator))
+            if ours and theirs and theirs.qps > 0:
+                print(f"{generator:<10} opengslb/{baseline}: {ours.qps / theirs.qps:.2f}x answers/s, "
+                      f"{ours.latency_us / theirs.latency_us:.2f}x latency")
+
+
+# -- main ------------------------------------------------------------------------
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="OpenGSLB DNS benchmark (see bench/README.md)")
+    parser.add_argument("--config", type=Path, default=BENCH / "bench.yaml")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per throughput run")
+    parser.add_argument("--latency-duration", type=float, default=4.0, help="seconds per q=1 run")
+    parser.add_argument("--outstanding", type=int, default=100, help="queries in flight (dnsperf -q)")
+    parser.add_argument("--generators", default="dnsperf,udpflood")
+    parser.add_argument("--no-gdnsd", action="store_true")
+    parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--gdnsd-port", type=int, default=15354)
+    parser.add_argument("--naive-port", type=int, default=15355)
+    parser.add_argument("--quick", action="store_true", help="1 round of 3 s: a smoke test")
+    parser.add_argument("--json", type=Path, help="also write every run to this file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration, args.latency_duration = 1, 3.0, 2.0
+
+    config = read_config(args.config)
+    with_gdnsd = ensure_tools(not args.no_gdnsd)
+    server_cpu, load_cpu = pick_cpus()
+    generators = [g for g in args.generators.split(",") if g]
+    workdir = Path(tempfile.mkdtemp(prefix="opengslb-bench-"))
+    procs = Processes(workdir)
+    backends: Optional[Backends] = None
+    runs: List[Run] = []
+    latency: List[Run] = []
+    try:
+        udpflood = build_udpflood(workdir) if "udpflood" in generators else None
+        if udpflood is None and "udpflood" in generators:
+            generators.remove("udpflood")
+        datafile = workdir / "queries.txt"
+        datafile.write_text("".join(f"{d.name} A\n" for d in config.domains))
+
+        backends = Backends(config.backends)
+        ports = {"opengslb": config.port}
+        start_opengslb(procs, config, server_cpu)
+        if with_gdnsd:
+            start_gdnsd(procs, config.domains, args.gdnsd_port, server_cpu)
+            ports["gdnsd"] = args.gdnsd_port
+        if not args.no_naive:
+            start_naive(procs, config.domains, args.naive_port, server_cpu)
+            ports["naive"] = args.naive_port
+        for name, port in ports.items():
+            for domain in config.domains:
+                wait_ready(procs, name, port, domain.name)
+        names = [d.name for d in config.domains]
+        counted_before = scrape_query_count(config.metrics_url, names) if config.metrics_url else None
+
+        servers = list(ports)
+        print(f"fast path wired into the server: {'yes' if fast_path_wired() else 'no'}; "
+              f"server cpu {server_cpu}, load cpu {load_cpu}; {len(config.domains)} names; "
+              f"{args.rounds} rounds x {args.duration:g}s per server and generator", flush=True)
+        for round_no in range(args.rounds):
+            order = servers[round_no % len(servers):] + servers[:round_no % len(servers)]
+            for server in order:
+                for generator in generators:
+                    procs.check_alive(server)
+                    if generator == "dnsperf":
+                        result = run_dnsperf(ports[server], datafile, args.duration,
+                                             args.outstanding, load_cpu)
+                    else:
+                        assert udpflood is not None
+                        result = run_udpflood(udpflood, ports[server], datafile, args.duration,
+                                              args.outstanding, load_cpu)
+                    runs.append(Run(server, generator, *result))
+                    print(f"  round {round_no + 1} {generator:<8} {server:<9} {result[0]:>10,.0f}/s "
+                          f"lat {result[1]:>6.0f}us lost {result[4]}", flush=True)
+        for round_no in range(max(1, args.rounds - 1)):
+            for server in servers:
+                result = run_dnsperf(ports[server], datafile, args.latency_duration, 1, load_cpu)
+                latency.append(Run(server, "dnsperf", *result))
+                print(f"  q=1 {round_no + 1} {server:<9} lat {result[1]:.1f}us", flush=True)
+
+        summary = summarise(runs)
+        print_table(f"Throughput, {args.outstanding} queries outstanding, A queries with EDNS "
+                    f"(median of {args.rounds} rounds)", summary, servers, generators)
+        print_table("Latency, 1 query outstanding (dnsperf -q 1)", summarise(latency), servers,
+                    ["dnsperf"])
+
+        if config.metrics_url:
+            answered = sum(r.completed for r in runs + latency if r.server == "opengslb")
+            lost = sum(r.lost for r in runs + latency if r.server == "opengslb")
+            counted = scrape_query_count(config.metrics_url, names)
+            if counted is None or counted_before is None:
+                print(f"\nmetrics: {config.metrics_url} did not answer")
+            else:
+                counted -= counted_before
+                verdict = "exact" if counted == answered else (
+                    "consistent (lost queries may or may not have been answered)"
+                    if answered <= counted <= answered + lost else "MISMATCH")
+                print(f"\nmetrics: opengslb_dns_queries_total counted {counted:,} benchmark queries; "
+                      f"clients received {answered:,} answers and lost {lost}: {verdict}")
+        if args.json:
+            args.json.write_text(json.dumps({"runs": [r.__dict__ for r in runs],
+                                             "latency": [r.__dict__ for r in latency],
+                                             "fast_path_wired": fast_path_wired()}, indent=1))
+        return 0
+    finally:
+        procs.stop_all()
+        if backends is not None:
+            backends.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
