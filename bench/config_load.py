@@ -73,7 +73,9 @@ def main() -> None:
     config = parse_config(text, "bench.yaml")
     seconds = time.perf_counter() - start
     servers = sum(len(r.servers) for r in config.regions)
-    print(f"libyaml parser:  {'yes' if CParser is not None else 'NO (pure Python; install ruamel.yaml.clib)'}")
+    print(
+        f"libyaml parser:  {'yes' if CParser is not None else 'NO (pure Python; install ruamel.yaml.clib)'}"
+    )
     print(f"size:            {len(text.encode()) / 1e6:.2f} MB")
     print(f"domains/servers: {len(config.domains)} / {servers}")
     print(f"parse_config:    {seconds:.2f} s")

@@ -70,7 +70,7 @@ from ruamel.yaml.events import (
     SequenceStartEvent,
     StreamEndEvent,
 )
-from ruamel.yaml.main import CParser
+from ruamel.yaml.main import CParser  # libyaml's parser, or None without ruamel.yaml.clib
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
 
@@ -97,6 +97,7 @@ from opengslb.config.model import (
     SOAConfig,
     ZoneConfig,
 )
+from opengslb.routing.registry import ALGORITHMS
 
 __all__ = [
     "ConfigError",
@@ -191,12 +192,13 @@ def _compose(text: str) -> Optional[Node]:
 
     Used only to find line numbers.  Raises ruamel's ``YAMLError``.
     """
-    return YAML(typ="safe").compose(text)  # type: ignore[no-any-return]
+    root: Optional[Node] = YAML(typ="safe").compose(text)
+    return root
 
 
 def _scalar(node: ScalarNode) -> Any:
     """The Python value of a scalar node (core tags only, else :class:`_Unsupported`)."""
-    return _convert(node.tag, node.value)
+    return _convert(node.tag or "", node.value)
 
 
 def _convert(tag: str, value: str) -> Any:
@@ -247,7 +249,7 @@ def _build(events: Iterable[Any]) -> Any:
     resolver = VersionedResolver(version=None, loadumper=None)
     plain: Dict[str, Any] = {}  # plain scalar text → value; depends on the text only
     anchors: Dict[str, Any] = {}
-    # One frame per open collection: [container, is_mapping, has_key, key, key_line]
+    # One frame per open collection: [container, is_mapping, has_key, key]
     stack: List[List[Any]] = []
     root: Any = None
     documents = 0
@@ -313,9 +315,9 @@ def _build(events: Iterable[Any]) -> Any:
                 frame[3] = value
                 continue  # a key is never a collection to descend into
         if kind is MappingStartEvent:
-            stack.append([value, True, False, None, None])
+            stack.append([value, True, False, None])
         elif kind is SequenceStartEvent:
-            stack.append([value, False, False, None, None])
+            stack.append([value, False, False, None])
     return root
 
 
@@ -515,7 +517,7 @@ def _within(name: str, zone: str) -> bool:
 # ---------------------------------------------------------------------------
 
 SECTIONS = ("dns", "logging", "metrics", "api", "regions", "domains", "cluster")
-ROUTING_ALGORITHMS = ("round-robin", "weighted", "failover")
+ROUTING_ALGORITHMS = tuple(ALGORITHMS)  # the routing registry is the one list of names
 CHECK_TYPES = ("http", "https", "tcp")
 LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("json", "text")
@@ -632,9 +634,7 @@ class _Checker:
 
     # -- structure ---------------------------------------------------------
 
-    def section(
-        self, value: Any, path: KeyPath, keys: Sequence[str]
-    ) -> Optional[Dict[str, Any]]:
+    def section(self, value: Any, path: KeyPath, keys: Sequence[str]) -> Optional[Dict[str, Any]]:
         """The mapping at ``path`` after reporting unknown keys.
 
         ``None`` (an empty YAML value) reads as ``{}``; any other non-mapping
@@ -682,10 +682,8 @@ class _Checker:
             self.add(path + (key,), str(error))
             return default
 
-    def string(
-        self, m: Mapping[str, Any], key: str, path: KeyPath, default: str = "", **kw: Any
-    ) -> str:
-        return self.field(m, key, path, default, _as_string, **kw)
+    def string(self, m: Mapping[str, Any], key: str, path: KeyPath, default: str = "") -> str:
+        return self.field(m, key, path, default, _as_string)
 
     def boolean(self, m: Mapping[str, Any], key: str, path: KeyPath, default: bool) -> bool:
         return self.field(m, key, path, default, _as_bool)
@@ -716,8 +714,7 @@ class _Checker:
         if data is not None and not isinstance(data, dict):
             self.add(
                 (),
-                f"the file must be a mapping with the sections {_one_of(SECTIONS)},"
-                f" not {_kind(data)}",
+                f"the file must be a mapping with the sections {_one_of(SECTIONS)}, not {_kind(data)}",
             )
             return Config(source=filename)
         top = self.section(data, (), SECTIONS) or {}
@@ -799,9 +796,7 @@ class _Checker:
             result.append(NameserverConfig(name=name, address=address))
         return tuple(result)
 
-    def soa(
-        self, value: Any, path: KeyPath, zone: str, nameservers: Sequence[NameserverConfig]
-    ) -> SOAConfig:
+    def soa(self, value: Any, path: KeyPath, zone: str, nameservers: Sequence[NameserverConfig]) -> SOAConfig:
         default_mname = nameservers[0].name if nameservers and nameservers[0].name else f"ns1.{zone}"
         m = self.section(value, path, _SOA_KEYS) or {}
         d = SOAConfig(mname=default_mname, rname=f"hostmaster.{zone}")
@@ -883,13 +878,18 @@ class _Checker:
             name = self.field(m, "name", rpath, "", _as_region_name, required=True)
             if name:
                 if name in first:
-                    self.add(rpath + ("name",), f"duplicate region {name!r} (also {format_path(first[name])})")
+                    self.add(
+                        rpath + ("name",), f"duplicate region {name!r} (also {format_path(first[name])})"
+                    )
                 else:
                     first[name] = rpath
             if "servers" not in m:
                 # An empty list is fine (a region fed only by agents, SPEC §8),
                 # but it has to be said: a forgotten key is a typo.
-                self.add(rpath + ("servers",), f"{_MISSING}; write 'servers: []' for a region filled only by agents")
+                self.add(
+                    rpath + ("servers",),
+                    f"{_MISSING}; write 'servers: []' for a region filled only by agents",
+                )
             servers = self.servers(m.get("servers"), rpath + ("servers",))
             health = self.health_check(m.get("health_check"), rpath + ("health_check",))
             regions.append(RegionConfig(name=name, servers=servers, health_check=health))
@@ -957,7 +957,9 @@ class _Checker:
             name = self.field(m, "name", dpath, "", _as_dns_name, required=True)
             if name:
                 if name in first:
-                    self.add(dpath + ("name",), f"duplicate domain {name!r} (also {format_path(first[name])})")
+                    self.add(
+                        dpath + ("name",), f"duplicate domain {name!r} (also {format_path(first[name])})"
+                    )
                 else:
                     first[name] = dpath
             algorithm = self.choice(
@@ -1067,7 +1069,9 @@ class _Checker:
             enabled=self.boolean(m, "enabled", path, d.enabled),
             cpu=self.signal(m.get("cpu"), path + ("cpu",), d.cpu, _SIGNAL_KEYS),
             memory=self.signal(m.get("memory"), path + ("memory",), d.memory, _SIGNAL_KEYS),
-            error_rate=self.signal(m.get("error_rate"), path + ("error_rate",), d.error_rate, _ERROR_RATE_KEYS),
+            error_rate=self.signal(
+                m.get("error_rate"), path + ("error_rate",), d.error_rate, _ERROR_RATE_KEYS
+            ),
         )
 
     def signal(
@@ -1091,7 +1095,9 @@ class _Checker:
         if m is None:
             return d
         return OverwatchConfig(
-            external_check_interval=self.duration(m, "external_check_interval", path, d.external_check_interval),
+            external_check_interval=self.duration(
+                m, "external_check_interval", path, d.external_check_interval
+            ),
             veto_mode=self.choice(m, "veto_mode", path, d.veto_mode, VETO_MODES, "veto mode"),
             veto_threshold=self.integer(m, "veto_threshold", path, d.veto_threshold, 1, 1000),
         )
@@ -1150,9 +1156,7 @@ def _as_positive_duration(value: Any) -> float:
     return seconds
 
 
-def _as_choice(
-    value: Any, choices: Sequence[str], what: str, aliases: Optional[Mapping[str, str]]
-) -> str:
+def _as_choice(value: Any, choices: Sequence[str], what: str, aliases: Optional[Mapping[str, str]]) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be one of {_one_of(choices)}, not {_kind(value)}")
     word = value.strip().lower()
@@ -1252,7 +1256,9 @@ def _as_encryption_key(value: Any) -> str:
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError(f"is not valid base64; it must be base64 of exactly 32 bytes ({KEYGEN_HINT})") from None
+        raise ValueError(
+            f"is not valid base64; it must be base64 of exactly 32 bytes ({KEYGEN_HINT})"
+        ) from None
     if len(raw) != 32:
         raise ValueError(
             f"decodes to {len(raw)} bytes; it must be base64 of exactly 32 bytes ({KEYGEN_HINT})"
@@ -1297,9 +1303,7 @@ def _cluster_issues(cluster: ClusterConfig) -> List[Issue]:
     # 4-node cluster may be joined through 3 seeds), but more than 7 distinct
     # members (the seeds plus this node when its identity is known and not
     # among them) is.
-    own = cluster.advertise_address or (
-        "" if cluster.bind_address.is_wildcard else str(cluster.bind_address)
-    )
+    own = cluster.advertise_address or ("" if cluster.bind_address.is_wildcard else str(cluster.bind_address))
     members = len(peers | {own}) if own else len(peers)
     if members > MAX_CLUSTER_MEMBERS:
         issues.append(
@@ -1338,8 +1342,7 @@ def _locate(text: str, filename: str, issues: Sequence[Issue]) -> List[Problem]:
     except (YAMLError, RecursionError):  # it parsed a moment ago; be safe anyway
         root = None
     problems = [
-        Problem(filename, _line_of(root, path), format_path(path), message)
-        for path, message in issues
+        Problem(filename, _line_of(root, path), format_path(path), message) for path, message in issues
     ]
     problems.sort(key=lambda p: (p.line is None, p.line or 0))
     return problems
@@ -1412,7 +1415,9 @@ def load_config(path: Union[str, "os.PathLike[str]"]) -> Tuple[Config, List[str]
             raw = handle.read()
     except OSError as error:
         reason = error.strerror or str(error)
-        raise ConfigError([Problem(name, None, "", f"cannot read the configuration file: {reason}")]) from None
+        raise ConfigError(
+            [Problem(name, None, "", f"cannot read the configuration file: {reason}")]
+        ) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:

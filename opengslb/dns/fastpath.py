@@ -1,12 +1,12 @@
 """The wire-level fast path: plain A/AAAA queries answered from prepared bytes.
 
-Most queries an authoritative GSLB receives are the same few shapes: one
+Most queries an authoritative GSLB receives have the same shape: one
 question, class IN, type A or AAAA, for a configured name, with or without a
 plain EDNS0 OPT record.  For those, :class:`FastPath` skips the twisted.names
-parse and encode entirely.  Whenever the answering view changes it prepares,
-per (name, type), the answer record of every candidate already encoded; a
-query then costs one ``bytes.find``, one dictionary lookup, the routing pick
-and one ``bytes.join``::
+parse and encode.  Whenever the answering view changes it prepares, per
+(name, type), the answer record of every candidate already encoded; a query
+then costs one ``bytes.find``, one dictionary lookup, the routing pick, two
+counter updates and one ``bytes.join``::
 
     response = ID | flags+counts | question (client's bytes) | answer RR | OPT
 
@@ -14,8 +14,8 @@ Anything else — other opcodes, several questions, other classes or types,
 EDNS options or the DO bit, unknown names, NODATA, every server down — makes
 :meth:`FastPath.respond` return ``None`` and the caller uses the full path
 (:class:`opengslb.dns.server.DNSResponder`), so DNS semantics live in one
-place.  For every query it does answer, the fast path produces the same bytes
-the full path produces for the same routing choice, and counts it the same way.
+place.  For every query it answers, the fast path produces the bytes the full
+path produces for the same routing choice, and counts it the same way.
 """
 
 from __future__ import annotations
@@ -28,25 +28,28 @@ from opengslb.dns.server import ADVERTISED_UDP_SIZE, QueryStats
 from opengslb.dns.view import AAAA, A, AnsweringView, DomainView
 from opengslb.routing import Candidate
 
-__all__ = ["FastPath", "wire_name"]
+__all__ = ["FastPath", "answer_record", "wire_name"]
 
 _TYPES = ((4, A, "A"), (6, AAAA, "AAAA"))
 
-_COUNTS_PLAIN = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # qd=1, an=0, ns=0, ar=0
-_COUNTS_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # ... ar=1 (the OPT record)
-_OPT_START = b"\x00\x00\x29"  # root owner, type OPT (41)
-_OPT_END = b"\x00\x00\x00\x00\x00\x00"  # ext-rcode 0, version 0, flags 0 (no DO), rdlength 0
+# Query header counts: qd=1, an=0, ns=0, ar=0 (plain) or ar=1 (one OPT record).
+_COUNTS_PLAIN = b"\x00\x01\x00\x00\x00\x00\x00\x00"
+_COUNTS_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
+# A plain OPT record in a query: root owner, type 41, any class (the client's
+# UDP size), then TTL 0 (ext-rcode 0, version 0, no DO) and rdlength 0.
+_OPT_START = b"\x00\x00\x29"
+_OPT_END = b"\x00\x00\x00\x00\x00\x00"
 
-# Response flags + counts, indexed by [RD bit][has OPT]: QR=1, opcode 0, AA=1,
-# TC=0, RD copied, RA=0, Z/AD/CD=0, rcode NOERROR; qd=1, an=1, ns=0, ar=0|1.
-_HEADS = (
-    (b"\x84\x00\x00\x01\x00\x01\x00\x00\x00\x00", b"\x84\x00\x00\x01\x00\x01\x00\x00\x00\x01"),
-    (b"\x85\x00\x00\x01\x00\x01\x00\x00\x00\x00", b"\x85\x00\x00\x01\x00\x01\x00\x00\x00\x01"),
-)
-# Our OPT record: root owner, type 41, class = advertised UDP size, TTL 0, rdlength 0.
-_OPT_ECHO = b"\x00\x00\x29" + struct.pack("!H", ADVERTISED_UDP_SIZE) + b"\x00" * 6
+# Response flags: QR=1, opcode QUERY, AA=1, TC=0, RD copied (index), RA=0,
+# Z/AD/CD=0, rcode NOERROR.  Then qd=1, an=1, ns=0 and ar=0|1.
+_FLAGS = (b"\x84\x00", b"\x85\x00")
+_ANSWER_COUNTS = (b"\x00\x01\x00\x01\x00\x00\x00\x00", b"\x00\x01\x00\x01\x00\x00\x00\x01")
+# Our OPT echo: root owner, type 41, class = advertised UDP size, TTL 0, rdlength 0.
+_OPT_ECHO = _OPT_START + struct.pack("!H", ADVERTISED_UDP_SIZE) + b"\x00" * 6
 
 _MAX_NAME = 255
+
+RoutingKey = Tuple[str, str, str]
 
 
 def wire_name(name: str) -> Optional[bytes]:
@@ -78,48 +81,72 @@ def answer_record(address: str, ttl: int) -> bytes:
     return b"\xc0\x0c" + struct.pack("!HHIH", rtype, 1, ttl, len(rdata)) + rdata
 
 
-class _Entry:
-    """Everything needed to answer one (name, type): the picker and prepared records."""
+class _Answers:
+    """One (name, type): its picker and every candidate's prepared record.
 
-    __slots__ = ("domain", "type_label", "algorithm", "ttl", "pick", "records", "candidates")
+    ``records`` maps ``id(candidate)`` to (encoded answer, routing counter
+    key): pickers hand back the very Candidate objects the view was built
+    with, and an int key is far cheaper than hashing a dataclass.
+    ``candidates`` keeps those objects, and so their ids, alive.
+    """
+
+    __slots__ = ("domain", "algorithm", "ttl", "pick", "candidates", "records", "query_key")
 
     def __init__(self, domain: DomainView, type_label: str, pick: Callable[[], Optional[Candidate]],
                  candidates: Tuple[Candidate, ...], cache: Dict[Tuple[str, int], bytes]) -> None:
         self.domain = domain.name
-        self.type_label = type_label
         self.algorithm = domain.algorithm
         self.ttl = domain.ttl
         self.pick = pick
-        # Keyed by id(): the pickers hand back the very Candidate objects the
-        # view was built with, and an int key is far cheaper than hashing a
-        # dataclass.  ``candidates`` keeps those objects (and so their ids) alive.
         self.candidates = candidates
-        self.records: Dict[int, Tuple[bytes, str]] = {}
+        self.query_key = (domain.name, type_label, "NOERROR")
+        self.records: Dict[int, Tuple[bytes, RoutingKey]] = {}
         for candidate in candidates:
             key = (candidate.address, domain.ttl)
             record = cache.get(key)
             if record is None:
                 record = cache[key] = answer_record(candidate.address, domain.ttl)
-            self.records[id(candidate)] = (record, candidate.endpoint)
+            self.records[id(candidate)] = (record, self.routing_key(candidate))
 
-    def record_for(self, candidate: Candidate) -> Tuple[bytes, str]:
-        """(encoded answer, endpoint label) of ``candidate``, prepared or not."""
+    def routing_key(self, candidate: Candidate) -> RoutingKey:
+        """The ``QueryStats.routing`` key of a decision for ``candidate``."""
+        return (self.domain, self.algorithm, candidate.endpoint)
+
+    def record_for(self, candidate: Candidate) -> Tuple[bytes, RoutingKey]:
+        """(encoded answer, routing key) of ``candidate``, prepared or not."""
         found = self.records.get(id(candidate))
         if found is not None:
             return found
-        return answer_record(candidate.address, self.ttl), candidate.endpoint
+        return answer_record(candidate.address, self.ttl), self.routing_key(candidate)
+
+
+class _Entry:
+    """One table row: a (name, type) with or without an OPT record in the query."""
+
+    __slots__ = ("answers", "pick", "records", "query_key", "edns", "counts", "opt")
+
+    def __init__(self, answers: _Answers, edns: bool) -> None:
+        self.answers = answers
+        self.pick = answers.pick
+        self.records = answers.records
+        self.query_key = answers.query_key
+        self.edns = edns
+        self.counts = _ANSWER_COUNTS[edns]
+        self.opt = _OPT_ECHO if edns else b""
 
 
 class FastPath:
     """Answers plain A/AAAA queries for configured names from pre-encoded bytes.
 
-    ``stats`` is the same :class:`QueryStats` the full path counts into; every
-    query answered here is counted exactly as the full path would count it.
-    Call :meth:`rebuild` with every new view (``Gslb.add_view_listener``).
+    ``stats`` is the :class:`QueryStats` the full path counts into; each query
+    answered here adds to the same ``queries`` and ``routing`` counters with
+    the same keys ``count_query``/``count_routing`` use.  Call
+    :meth:`rebuild` with every new view (``Gslb.add_view_listener``).
     """
 
     def __init__(self, stats: QueryStats, view: Optional[AnsweringView] = None) -> None:
-        self._stats = stats
+        self._queries = stats.queries
+        self._routing = stats.routing
         self._table: Dict[bytes, _Entry] = {}
         if view is not None:
             self.rebuild(view)
@@ -131,13 +158,13 @@ class FastPath:
 
     def __len__(self) -> int:
         """How many (name, type) pairs are prepared."""
-        return len(self._table)
+        return len(self._table) // 2
 
     def rebuild(self, view: AnsweringView) -> None:
-        """Prepare the answers of ``view``; replaces the previous table atomically.
+        """Prepare the answers of ``view``; replaces the previous table in one step.
 
-        Cost is proportional to the number of domains and candidates: one
-        entry per (domain, family with at least one configured server), one
+        Cost is proportional to the number of domains and candidates: two
+        rows per (domain, family with at least one configured server), one
         encoded record per distinct (address, TTL).
         """
         table: Dict[bytes, _Entry] = {}
@@ -149,13 +176,15 @@ class FastPath:
             if wire is None:
                 continue
             for family, rtype, label in _TYPES:
-                answer = domain.families.get(family)
-                if answer is None or answer.configured == 0:
+                family_answer = domain.families.get(family)
+                if family_answer is None or family_answer.configured == 0:
                     continue  # NODATA: the full path's business
                 candidates = tuple(c for c in domain.candidates
                                    if (":" in c.address) == (family == 6))
-                key = wire + struct.pack("!HH", rtype, 1)
-                table[key] = _Entry(domain, label, answer.picker.pick, candidates, cache)
+                answers = _Answers(domain, label, family_answer.picker.pick, candidates, cache)
+                question = wire + struct.pack("!HH", rtype, 1)
+                table[_COUNTS_PLAIN + question] = _Entry(answers, edns=False)
+                table[_COUNTS_EDNS + question] = _Entry(answers, edns=True)
         self._table = table
 
     def respond(self, data: bytes, udp: bool = True) -> Optional[bytes]:
@@ -169,32 +198,29 @@ class FastPath:
         responses (at most 310 bytes) always fit the 512-byte UDP minimum.
         Never raises on malformed input.
         """
-        # The first zero byte after the header ends the question name.  If the
-        # lower-cased name+type+class slice equals a prepared key, the query's
-        # labels are exactly that key's labels: prepared names hold no zero
-        # byte, and lower() never changes a length byte (all <= 63).
+        # The first zero byte after the header ends the question name.  The
+        # key is the header counts plus name, type and class, lower-cased.  If
+        # it equals a prepared key, the query's labels are exactly that key's
+        # labels: prepared names hold no zero byte, and lower() never changes
+        # a count or length byte (all <= 63).
         end = data.find(b"\x00", 12) + 5
         if end < 17:
             return None
-        entry = self._table.get(data[12:end].lower())
-        if entry is None or data[2] & 0xF8:  # unknown name/type, or QR set, or opcode != 0
+        entry = self._table.get(data[4:end].lower())
+        if entry is None or data[2] & 0xF8:  # unknown name/type/counts, QR set, opcode != 0
             return None
-        counts = data[4:12]
-        if counts == _COUNTS_PLAIN:
-            if len(data) != end:
-                return None
-            head, opt = _HEADS[data[2] & 1][0], b""
-        elif counts == _COUNTS_EDNS:
+        if entry.edns:
             if data[end:end + 3] != _OPT_START or data[end + 5:] != _OPT_END:
                 return None
-            head, opt = _HEADS[data[2] & 1][1], _OPT_ECHO
-        else:
+        elif len(data) != end:
             return None
         chosen = entry.pick()
         if chosen is None:
             return None  # SERVFAIL or a stale answer: the full path decides
-        record, endpoint = entry.record_for(chosen)
-        stats = self._stats
-        stats.count_query(entry.domain, entry.type_label, "NOERROR")
-        stats.count_routing(entry.domain, entry.algorithm, endpoint)
-        return b"".join((data[:2], head, data[12:end], record, opt))
+        prepared = entry.records.get(id(chosen))
+        record, routing_key = prepared if prepared is not None else entry.answers.record_for(chosen)
+        queries, routing, query_key = self._queries, self._routing, entry.query_key
+        queries[query_key] = queries.get(query_key, 0) + 1
+        routing[routing_key] = routing.get(routing_key, 0) + 1
+        return b"".join((data[:2], _FLAGS[data[2] & 1], entry.counts, data[12:end], record,
+                         entry.opt))

@@ -242,7 +242,9 @@ def test_duplicate_yaml_key() -> None:
 
 def test_second_document_refused() -> None:
     """The file holds exactly one YAML document."""
-    assert only_problem("dns: {}\n---\ndns: {}\n").startswith("config.yaml:2: invalid YAML: a second document")
+    assert only_problem("dns: {}\n---\ndns: {}\n").startswith(
+        "config.yaml:2: invalid YAML: a second document"
+    )
 
 
 def test_undefined_alias() -> None:
@@ -257,7 +259,9 @@ def test_python_tags_are_refused() -> None:
 
 def test_top_level_must_be_a_mapping() -> None:
     """A list or scalar document is refused as a whole."""
-    assert only_problem("- a\n- b\n").startswith("config.yaml:1: the file must be a mapping with the sections")
+    assert only_problem("- a\n- b\n").startswith(
+        "config.yaml:1: the file must be a mapping with the sections"
+    )
 
 
 # --- keys and types ---------------------------------------------------------
@@ -287,7 +291,7 @@ def test_unknown_key_without_close_match_lists_the_keys() -> None:
 
 def test_non_string_key() -> None:
     """A non-string key is an unknown key too."""
-    assert only_problem("dns:\n  1: x\n") .startswith("config.yaml:2: dns.1: unknown key '1'")
+    assert only_problem("dns:\n  1: x\n").startswith("config.yaml:2: dns.1: unknown key '1'")
 
 
 @pytest.mark.parametrize(
@@ -301,14 +305,20 @@ def test_non_string_key() -> None:
             "dns.return_last_healthy: must be true or false, not a string ('yes')"
             " (YAML 1.2 reads yes/no/on/off as strings: write true or false)",
         ),
-        ("dns: {return_last_healthy: 1}", "dns.return_last_healthy: must be true or false, not an integer (1)"),
+        (
+            "dns: {return_last_healthy: 1}",
+            "dns.return_last_healthy: must be true or false, not an integer (1)",
+        ),
         (
             "metrics: {enabled: 'true'}",
             "metrics.enabled: must be true or false, not a string ('true') (write true or false, unquoted)",
         ),
         ("dns: []", "dns: must be a mapping, not a list"),
         ("regions: {name: a}", "regions: must be a list, not a mapping"),
-        ("dns: {listen_address: 53}", "dns.listen_address: must be a string 'ip:port' or ':port' (e.g. ':53'), not an integer (53)"),
+        (
+            "dns: {listen_address: 53}",
+            "dns.listen_address: must be a string 'ip:port' or ':port' (e.g. ':53'), not an integer (53)",
+        ),
         ("cluster: {node_name: 7}", "cluster.node_name: must be a string, not an integer (7)"),
     ],
 )
@@ -368,7 +378,10 @@ def test_domain_needs_at_least_one_region() -> None:
 )
 def test_bad_durations(value: str, fragment: str) -> None:
     """Durations are Go-style; zero, negative and unit-less strings are refused."""
-    found = only_problem(REGION + f"    health_check: {{interval: {value!s} }}\n".replace("{interval: 30 }", "{interval: '30'}"))
+    found = only_problem(
+        REGION
+        + f"    health_check: {{interval: {value!s} }}\n".replace("{interval: 30 }", "{interval: '30'}")
+    )
     assert found.startswith("config.yaml:5: regions[0].health_check.interval: ")
     assert fragment in found
 
@@ -443,14 +456,18 @@ def test_bad_servers(server: str, fragment: str) -> None:
 
 def test_weight_bounds_are_inclusive() -> None:
     """Weights 0 and 1000 are allowed."""
-    config = parse("regions:\n  - name: r\n    servers: [{address: 192.0.2.1, weight: 0}, {address: 192.0.2.2, weight: 1000}]\n")
+    config = parse(
+        "regions:\n  - name: r\n    servers: [{address: 192.0.2.1, weight: 0}, {address: 192.0.2.2, weight: 1000}]\n"
+    )
     assert [s.weight for s in config.regions[0].servers] == [0, 1000]
 
 
 @pytest.mark.parametrize("value", [0, 11])
 def test_thresholds_outside_1_to_10(value: int) -> None:
     """failure/success thresholds must be 1..10."""
-    found = problems(REGION + f"    health_check: {{failure_threshold: {value}, success_threshold: {value}}}\n")
+    found = problems(
+        REGION + f"    health_check: {{failure_threshold: {value}, success_threshold: {value}}}\n"
+    )
     assert found == [
         f"config.yaml:5: regions[0].health_check.failure_threshold: must be between 1 and 10 (got {value})",
         f"config.yaml:5: regions[0].health_check.success_threshold: must be between 1 and 10 (got {value})",
@@ -530,7 +547,9 @@ def test_log_level_aliases(level: str, stored: str) -> None:
 
 def test_networks() -> None:
     """Networks with host bits set are refused with the network that was probably meant."""
-    found = problems('api:\n  allowed_networks: ["10.0.0.1/8", nonsense, 7]\n  trusted_proxies: ["::1/129"]\n')
+    found = problems(
+        'api:\n  allowed_networks: ["10.0.0.1/8", nonsense, 7]\n  trusted_proxies: ["::1/129"]\n'
+    )
     assert found == [
         "config.yaml:2: api.allowed_networks[0]: '10.0.0.1/8' has host bits set (did you mean '10.0.0.0/8'?)",
         "config.yaml:2: api.allowed_networks[1]: 'nonsense' is not a network (e.g. '10.0.0.0/8' or '2001:db8::/32')",
@@ -563,7 +582,10 @@ def test_ttls() -> None:
         "config.yaml:6: domains[0].ttl: must be an integer, not a string ('30')",
         "config.yaml:7: domains[1].ttl: must be between 0 and 2147483647 (got 2147483648)",
     ]
-    config = parse(REGION + "domains:\n  - {name: a.example, regions: [r1], ttl: 0}\n  - {name: b.example, regions: [r1]}\n")
+    config = parse(
+        REGION
+        + "domains:\n  - {name: a.example, regions: [r1], ttl: 0}\n  - {name: b.example, regions: [r1]}\n"
+    )
     assert [d.ttl for d in config.domains] == [0, None]
     assert config.domain_ttl(config.domains[1]) == 60
 
@@ -594,7 +616,10 @@ def test_bad_domain_names(name: str, fragment: str) -> None:
 
 def test_underscore_and_digit_labels_are_names() -> None:
     """Underscores (service labels) and all-digit labels are allowed."""
-    assert parse(REGION + "domains: [{name: _svc.1.example, regions: [r1]}]\n").domains[0].name == "_svc.1.example"
+    assert (
+        parse(REGION + "domains: [{name: _svc.1.example, regions: [r1]}]\n").domains[0].name
+        == "_svc.1.example"
+    )
 
 
 def test_duplicate_regions_domains_and_servers() -> None:
@@ -628,7 +653,9 @@ def test_duplicate_regions_domains_and_servers() -> None:
 
 def test_same_server_in_two_regions_is_fine() -> None:
     """Uniqueness of a server address is per region."""
-    config = parse("regions:\n  - {name: a, servers: [{address: 192.0.2.1}]}\n  - {name: b, servers: [{address: 192.0.2.1}]}\n")
+    config = parse(
+        "regions:\n  - {name: a, servers: [{address: 192.0.2.1}]}\n  - {name: b, servers: [{address: 192.0.2.1}]}\n"
+    )
     assert len(config.regions) == 2
 
 
@@ -675,7 +702,9 @@ def test_zone_nameserver_glue() -> None:
 
 def test_soa_rname_as_email_is_refused_with_the_fix() -> None:
     """The SOA mailbox is a DNS name; an e-mail spelling gets the name to write."""
-    assert only_problem("dns:\n  zones:\n    - name: z.example\n      soa: {rname: hostmaster@z.example}\n") == (
+    assert only_problem(
+        "dns:\n  zones:\n    - name: z.example\n      soa: {rname: hostmaster@z.example}\n"
+    ) == (
         "config.yaml:4: dns.zones[0].soa.rname: write the mailbox as a DNS name: 'hostmaster.z.example',"
         " not 'hostmaster@z.example'"
     )
@@ -703,7 +732,9 @@ def test_cluster_mode_requires_key_and_advertise_address() -> None:
 
 def test_cluster_with_explicit_bind_needs_no_advertise() -> None:
     """A specific bind address is the node's identity."""
-    config = parse(f'cluster:\n  mode: cluster\n  bind_address: "192.0.2.11:7946"\n  gossip: {{encryption_key: "{KEY}"}}\n')
+    config = parse(
+        f'cluster:\n  mode: cluster\n  bind_address: "192.0.2.11:7946"\n  gossip: {{encryption_key: "{KEY}"}}\n'
+    )
     assert config.cluster.advertise_address == ""
 
 
@@ -727,7 +758,9 @@ def test_bad_encryption_key(key: str, fragment: str) -> None:
 
 def test_bad_key_in_cluster_mode_is_reported_once() -> None:
     """An invalid key is not also reported as missing."""
-    found = problems('cluster:\n  mode: cluster\n  advertise_address: "192.0.2.1:7946"\n  gossip: {encryption_key: "c2hvcnQ="}\n')
+    found = problems(
+        'cluster:\n  mode: cluster\n  advertise_address: "192.0.2.1:7946"\n  gossip: {encryption_key: "c2hvcnQ="}\n'
+    )
     assert len(found) == 1 and "decodes to 5 bytes" in found[0]
 
 
@@ -746,8 +779,12 @@ def test_flags_can_turn_on_cluster_mode() -> None:
 
 def test_flags_join_is_checked() -> None:
     """A --join entry that is not host:port, or too many members, is reported."""
-    config = parse(f'cluster:\n  advertise_address: "192.0.2.1:7946"\n  gossip: {{encryption_key: "{KEY}"}}\n')
-    bad = dataclasses.replace(config.cluster, mode="cluster", join=("192.0.2.2", ) + tuple(f"192.0.2.{i}:7946" for i in range(3, 10)))
+    config = parse(
+        f'cluster:\n  advertise_address: "192.0.2.1:7946"\n  gossip: {{encryption_key: "{KEY}"}}\n'
+    )
+    bad = dataclasses.replace(
+        config.cluster, mode="cluster", join=("192.0.2.2",) + tuple(f"192.0.2.{i}:7946" for i in range(3, 10))
+    )
     found = [str(p) for p in validate_cluster_requirements(dataclasses.replace(config, cluster=bad))]
     assert found == [
         "config.yaml: cluster.join[0]: '192.0.2.2' has no port (expected host:port, e.g. '192.0.2.12:7946')",
@@ -757,7 +794,10 @@ def test_flags_join_is_checked() -> None:
 
 def test_advertise_address() -> None:
     """advertise_address is a literal, specific IP:port."""
-    assert parse('cluster: {advertise_address: "[2001:DB8::1]:7946"}\n').cluster.advertise_address == "[2001:db8::1]:7946"
+    assert (
+        parse('cluster: {advertise_address: "[2001:DB8::1]:7946"}\n').cluster.advertise_address
+        == "[2001:db8::1]:7946"
+    )
     assert "is not an IP address" in only_problem('cluster: {advertise_address: "node1:7946"}\n')
     assert "not a wildcard" in only_problem('cluster: {advertise_address: "0.0.0.0:7946"}\n')
 
@@ -860,13 +900,15 @@ def test_line_numbers_through_merge_keys() -> None:
               failure_threshold: 11
         """
     )
-    assert found == ["config.yaml:9: regions[1].health_check.failure_threshold: must be between 1 and 10 (got 11)"]
+    assert found == [
+        "config.yaml:9: regions[1].health_check.failure_threshold: must be between 1 and 10 (got 11)"
+    ]
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        "a: [1, 2.5, -3, +4, 0755, true, False, null, ~, '', \"q\", 1.5e3, x, "2001:db8::1"]\nb: {c: d}\n",
+        'a: [1, 2.5, -3, +4, 0755, true, False, null, ~, \'\', "q", 1.5e3, x, "2001:db8::1"]\nb: {c: d}\n',
         "a: &x {k: [1, 2]}\nb: *x\nc: !!str 5\nd: 0x1F\ne: 1_000\nf: .inf\ng: 2024-01-02\n",
         "a: |\n  multi\n  line\nb: >\n  folded\n  text\n",
         "",
