@@ -30,7 +30,16 @@ regions:
 domains:
   - {name: app.demo.test, routing_algorithm: round-robin, regions: [demo], ttl: 5}
   - {name: primary.demo.test, routing_algorithm: failover, regions: [demo], ttl: 5}
+cluster:
+  raft: {data_dir: "{DATA_DIR}"}
 """
+
+
+def demo_config_text() -> str:
+    """The demo configuration, with its runtime state in a fresh temporary directory."""
+    import tempfile
+
+    return DEMO_CONFIG.replace("{DATA_DIR}", tempfile.mkdtemp(prefix="opengslb-demo-"))
 
 
 class _Health(resource.Resource):

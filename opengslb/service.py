@@ -8,6 +8,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -21,6 +22,7 @@ from opengslb.health.checks import Checker
 from opengslb.httpserve import listen_http
 from opengslb.metrics import Metrics
 from opengslb.reload import Reloader
+from opengslb.state.local import LocalStore, StateDirError
 
 log = Logger(namespace="opengslb")
 
@@ -39,6 +41,7 @@ class GslbService(service.Service):
         self.config_path = config_path
         self._log_observer = log_observer if log_observer is not None else {}
         self.checker = Checker(reactor)
+        self.store = LocalStore(reactor, config.cluster.raft.data_dir)
         self.gslb = Gslb(reactor, config, self.checker)
         self.responder = DNSResponder(lambda: self.gslb.view, self.gslb.stats,
                                       on_stale=self.gslb.on_stale)
@@ -72,6 +75,10 @@ class GslbService(service.Service):
 
     def startService(self) -> None:
         config = self.gslb.config
+        try:
+            self.store.open()
+        except StateDirError as error:
+            self._fail(str(error))
         self.dns_ports = self._listen("DNS", config.dns.listen_address,
                                       lambda: listen_dns(self.reactor, config.dns.listen_address,
                                                          self.responder))
@@ -100,15 +107,20 @@ class GslbService(service.Service):
         except CannotListenError as error:
             for port in self.dns_ports + self.other_ports:
                 port.stopListening()
-            # twistd has redirected sys.stderr into the log by now; write to the real one.
-            stderr = sys.__stderr__ or sys.stderr
-            stderr.write(f"opengslb: cannot listen for {what} on {address}: {error.socketError}\n")
-            stderr.flush()
-            raise SystemExit(1) from None
+            self._fail(f"cannot listen for {what} on {address}: {error.socketError}")
+            raise  # not reached
+
+    def _fail(self, problem: str) -> None:
+        """Print one start-up problem to the real stderr and exit 1."""
+        # twistd has redirected sys.stderr into the log by now; write to the real one.
+        stderr = sys.__stderr__ or sys.stderr
+        stderr.write(f"opengslb: {problem}\n")
+        stderr.flush()
+        raise SystemExit(1)
 
     def stopService(self) -> Any:
         super().stopService()
         for port in self.dns_ports + self.other_ports:
             port.stopListening()
         self.dns_ports, self.other_ports = [], []
-        return self.gslb.stop()
+        return defer.DeferredList([self.gslb.stop(), self.store.close()])

@@ -90,8 +90,8 @@ class Options(usage.Options):
     def _load(self) -> Config:
         try:
             if self["demo"]:
-                from opengslb.demo import DEMO_CONFIG
-                config, warnings = parse_config(DEMO_CONFIG, "<demo>"), []
+                from opengslb.demo import demo_config_text
+                config, warnings = parse_config(demo_config_text(), "<demo>"), []
             else:
                 config, warnings = load_config(self["config"])
             config = apply_flags(config, self["mode"], self["bootstrap"], self["join"])

@@ -153,6 +153,9 @@ class OpenGSLB:
 
     def write_config(self, config_text: str) -> None:
         text = textwrap.dedent(config_text).replace("{DNS}", f"{self.dns_host}:{self.dns_port}")
+        text = text.replace("{DATA}", str(self.directory / "data"))
+        if "\ncluster:" not in text:
+            text += f"\ncluster:\n  raft: {{data_dir: {self.directory / 'data'}}}\n"
         self.config_path.write_text(text)
         os.chmod(self.config_path, 0o600)
 

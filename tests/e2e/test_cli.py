@@ -21,6 +21,8 @@ regions:
     health_check: {{type: tcp, interval: 5s, timeout: 1s}}
 domains:
   - {{name: ok.example.test, regions: [r1]}}
+cluster:
+  raft: {{data_dir: "{data}"}}
 """
 
 BAD = """\
@@ -51,7 +53,7 @@ def write(path, text, mode=0o600):
 
 def test_validate_ok(tmp_path):
     """--validate prints OK and exits 0 for a valid file."""
-    result = opengslb("--validate", "--config", write(tmp_path / "c.yaml", GOOD.format(port=5300)))
+    result = opengslb("--validate", "--config", write(tmp_path / "c.yaml", GOOD.format(port=5300, data=tmp_path / "data")))
     assert result.returncode == 0 and result.stdout.strip() == "OK"
 
 
@@ -86,7 +88,7 @@ def test_missing_config_file(tmp_path):
 
 def test_world_readable_secrets_refused(tmp_path):
     """A world-readable file with api.tokens is refused and says chmod 600."""
-    text = GOOD.format(port=5300) + "api:\n  tokens: [s3cret-token-value]\n"
+    text = GOOD.format(port=5300, data=tmp_path / "data") + "api:\n  tokens: [s3cret-token-value]\n"
     path = write(tmp_path / "secret.yaml", text, mode=0o644)
     result = opengslb("--config", path)
     assert result.returncode != 0 and "chmod 600" in result.stderr
@@ -98,7 +100,7 @@ def test_port_in_use_is_a_clear_error(tmp_path):
     blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     blocker.bind(("127.0.0.1", port))
     try:
-        result = opengslb("--config", write(tmp_path / "c.yaml", GOOD.format(port=port)))
+        result = opengslb("--config", write(tmp_path / "c.yaml", GOOD.format(port=port, data=tmp_path / "data")))
     finally:
         blocker.close()
     assert result.returncode != 0
@@ -106,9 +108,20 @@ def test_port_in_use_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_unwritable_data_dir_is_a_clear_error(tmp_path):
+    """A data directory that cannot be created: one clear line naming it, non-zero exit."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    text = GOOD.format(port=free_port(), data=blocker / "data")
+    result = opengslb("--config", write(tmp_path / "c.yaml", text))
+    assert result.returncode != 0
+    assert f"cannot create data directory {blocker / 'data'}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_cluster_mode_flag_is_refused_clearly(tmp_path):
     """--mode cluster beats the file and says clearly that cluster mode is not available yet."""
-    result = opengslb("--mode", "cluster", "--config", write(tmp_path / "c.yaml", GOOD.format(port=5300)))
+    result = opengslb("--mode", "cluster", "--config", write(tmp_path / "c.yaml", GOOD.format(port=5300, data=tmp_path / "data")))
     assert result.returncode != 0 and "cluster" in result.stderr and "Traceback" not in result.stderr
 
 
