@@ -253,7 +253,7 @@ def start_gdnsd(procs: Processes, domains: Sequence[Domain], port: int, cpu: Opt
         "}\n"
         "plugins => {\n  weighted => {\n    multi = false\n    service_types = up\n"
         + "\n".join(resources) + "\n  }\n}\n")
-    procs.start("gdnsd", ["gdnsd", "-c", str(root), "start"], cpu)
+    procs.start("gdnsd", [gdnsd_binary() or "gdnsd", "-c", str(root), "start"], cpu)
 
 
 # -- load generators -----------------------------------------------------------
@@ -312,11 +312,17 @@ def build_udpflood(workdir: Path) -> Optional[Path]:
     return binary
 
 
+def gdnsd_binary() -> Optional[str]:
+    """The gdnsd executable (Debian installs it in /usr/sbin, not always on PATH)."""
+    found = shutil.which("gdnsd")
+    return found or ("/usr/sbin/gdnsd" if Path("/usr/sbin/gdnsd").exists() else None)
+
+
 def ensure_tools(want_gdnsd: bool) -> bool:
     """Install dnsperf (and gdnsd) with apt-get when missing; False if gdnsd is unavailable."""
-    missing = [pkg for pkg, cmd in (("dnsperf", "dnsperf"), ("gdnsd", "gdnsd"))
-               if (pkg != "gdnsd" or want_gdnsd) and not shutil.which(cmd)
-               and not Path(f"/usr/sbin/{cmd}").exists()]
+    missing = [pkg for pkg, present in (("dnsperf", shutil.which("dnsperf")),
+                                        ("gdnsd", gdnsd_binary() or not want_gdnsd))
+               if not present]
     if missing and os.geteuid() == 0 and shutil.which("apt-get"):
         print(f"installing {' '.join(missing)} with apt-get ...", flush=True)
         quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -325,7 +331,7 @@ def ensure_tools(want_gdnsd: bool) -> bool:
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), **quiet)
     if not shutil.which("dnsperf"):
         raise SystemExit("dnsperf is required: apt-get install dnsperf")
-    if want_gdnsd and not (shutil.which("gdnsd") or Path("/usr/sbin/gdnsd").exists()):
+    if want_gdnsd and gdnsd_binary() is None:
         print("gdnsd unavailable: running without it", flush=True)
         return False
     return want_gdnsd

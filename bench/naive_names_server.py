@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from twisted.internet import reactor
+from twisted.internet import reactor as _reactor
 from twisted.names import authority, dns, server
+
+reactor: Any = _reactor
 
 
 def main(argv: list[str]) -> None:
@@ -32,10 +35,10 @@ def main(argv: list[str]) -> None:
     factory.noisy = False
     udp = dns.DNSDatagramProtocol(factory)
     udp.noisy = False
-    reactor.listenUDP(args.port, udp, interface=args.address, maxPacketSize=65535)  # type: ignore[attr-defined]
-    reactor.listenTCP(args.port, factory, interface=args.address)  # type: ignore[attr-defined]
+    reactor.listenUDP(args.port, udp, interface=args.address, maxPacketSize=65535)
+    reactor.listenTCP(args.port, factory, interface=args.address)
     print(f"naive twisted.names serving {len(zones)} zone(s) on {args.address}:{args.port}", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ from typing import List, Optional
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point of the ``opengslb`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["agent"]:
+        # The agent is not the server: it runs on its own reactor loop, not twistd's plugin.
+        from opengslb.agent.main import run as run_agent
+
+        run_agent(args[1:])
+        return
     if args[:1] == ["demo"]:
         args = ["--demo"] + args[1:]
         print("opengslb demo: DNS on 127.0.0.1:1053, backends on 127.0.0.11-13:8081\n"

@@ -9,7 +9,7 @@ the API and metrics read from it; nothing here touches sockets.
 from __future__ import annotations
 
 import random
-from typing import Callable, List, Optional, Set
+from typing import Any, Callable, List, Optional, Protocol, Sequence, Set
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -27,6 +27,20 @@ log = Logger(namespace="opengslb.core")
 ViewListener = Callable[[AnsweringView], None]
 
 
+class RuntimeInputs(Protocol):
+    """What the core asks of the runtime state (:class:`opengslb.runtime.Runtime` provides it)."""
+
+    def extra_servers(self, region: str) -> Sequence[ServerConfig]:
+        """Dynamically registered servers of ``region`` that are candidates, in order."""
+
+    def served_state(self, region: str, server: ServerConfig,
+                     health: Optional[ServerHealth]) -> ServedState:
+        """The served state of one server given its health-check state (``None``: not checked)."""
+
+    def config_changed(self) -> None:
+        """The configuration was swapped (reload); reconcile what depends on it."""
+
+
 class Gslb:
     """Live configuration, health and the view answers come from.
 
@@ -37,7 +51,7 @@ class Gslb:
     def __init__(self, reactor: IReactorTime, config: Config, checker: Checker,
                  rng: Optional[random.Random] = None,
                  stats: Optional[QueryStats] = None) -> None:
-        self._reactor = reactor
+        self._reactor: Any = reactor
         self._rng = rng if rng is not None else random.Random()
         self.config = config
         self.stats = stats if stats is not None else QueryStats()
@@ -48,6 +62,7 @@ class Gslb:
         self._listeners: List[ViewListener] = []
         self._rebuild_pending = False
         self._stale_logged: Set[str] = set()
+        self.runtime: Optional[RuntimeInputs] = None
         self.view = self._build()
 
     # -- inputs --------------------------------------------------------
@@ -65,7 +80,20 @@ class Gslb:
         """Swap in a new configuration atomically; health of surviving servers is kept."""
         self.config = config
         self.health.apply_config(config)
+        if self.runtime is not None:
+            self.runtime.config_changed()
         self._rebuild_now()
+
+    def attach_runtime(self, runtime: RuntimeInputs) -> None:
+        """Let ``runtime`` (overrides, registrations, ...) shape the view from the next rebuild."""
+        self.runtime = runtime
+        self.request_rebuild()
+
+    def request_rebuild(self) -> None:
+        """Rebuild the view on the next reactor turn; requests until then are coalesced."""
+        if not self._rebuild_pending:
+            self._rebuild_pending = True
+            self._reactor.callLater(0, self._rebuild_now)
 
     def add_view_listener(self, listener: ViewListener) -> None:
         """Call ``listener(view)`` after every rebuild (e.g. the fast path's cache)."""
@@ -74,8 +102,14 @@ class Gslb:
     # -- served state ----------------------------------------------------
 
     def served_state(self, region: str, server: ServerConfig) -> ServedState:
-        """Health and effective weight of one server as DNS serves it."""
+        """Health and effective weight of one server as DNS serves it.
+
+        With a runtime attached, overrides, registrations' claims and vetoes
+        are applied (see :meth:`RuntimeInputs.served_state`).
+        """
         health = self.health.get(ServerKey(region, server.address, server.port))
+        if self.runtime is not None:
+            return self.runtime.served_state(region, server, health)
         if health is None:
             return ServedState(healthy=True, weight=float(server.weight))
         return ServedState(healthy=health.healthy, weight=float(server.weight),
@@ -93,9 +127,7 @@ class Gslb:
     # -- internals --------------------------------------------------------
 
     def _health_changed(self, key: ServerKey, health: ServerHealth) -> None:
-        if not self._rebuild_pending:
-            self._rebuild_pending = True
-            self._reactor.callLater(0, self._rebuild_now)
+        self.request_rebuild()
 
     def _check_finished(self, key: ServerKey, success: bool, duration: float) -> None:
         label = (key.region, f"{key.address}:{key.port}", "success" if success else "failure")
@@ -104,7 +136,9 @@ class Gslb:
             self.on_check_duration(duration)
 
     def _build(self) -> AnsweringView:
-        return build_view(self.config, self.served_state, self._rng, now=self._reactor.seconds())
+        extra = self.runtime.extra_servers if self.runtime is not None else None
+        return build_view(self.config, self.served_state, self._rng, extra=extra,
+                          now=self._reactor.seconds())
 
     def _rebuild_now(self) -> None:
         self._rebuild_pending = False

@@ -48,6 +48,8 @@ class LogObserver:
 
     def __call__(self, event: Dict[str, Any]) -> None:
         level = event.get("log_level", LogLevel.info)
+        if event.get("log_namespace") == "log_legacy" and level == LogLevel.info:
+            level = LogLevel.debug  # Twisted's own chatter ("Port closed", "starting on") is debug detail
         if _ORDER.index(level) < self._minimum:
             return
         message = formatEvent(event) or ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -15,14 +16,18 @@ from twisted.logger import Logger
 
 import opengslb
 from opengslb.api import GslbAPI
+from opengslb.cluster.facade import RaftCluster, StandaloneCluster, config_hash
+from opengslb.cluster.metrics import ClusterCollector, ConfigHashCollector
 from opengslb.config.model import Config, ListenAddress
 from opengslb.core import Gslb
+from opengslb.dns.forward import Forwarder
 from opengslb.dns.server import DNSResponder, listen_dns
 from opengslb.health.checks import Checker
 from opengslb.httpserve import listen_http
 from opengslb.metrics import Metrics
 from opengslb.reload import Reloader
-from opengslb.state.local import LocalStore, StateDirError
+from opengslb.state.local import LocalStore, StateDirError, check_data_dir
+from opengslb.state.raft import ProposalFailed, RaftNode, RaftStatus
 
 log = Logger(namespace="opengslb")
 
@@ -41,16 +46,36 @@ class GslbService(service.Service):
         self.config_path = config_path
         self._log_observer = log_observer if log_observer is not None else {}
         self.checker = Checker(reactor)
-        self.store = LocalStore(reactor, config.cluster.raft.data_dir)
+        self.node_name = config.cluster.node_name or socket.gethostname()
         self.gslb = Gslb(reactor, config, self.checker)
-        self.responder = DNSResponder(lambda: self.gslb.view, self.gslb.stats,
-                                      on_stale=self.gslb.on_stale)
+        self.config_hash = config_hash(config)
+        self.raft: Optional[RaftNode] = None
+        self.forwarder: Optional[Forwarder] = None
+        if config.cluster.mode == "cluster":
+            self.raft = RaftNode(reactor, config.cluster)
+            self.store: Any = self.raft
+            self.cluster: Any = RaftCluster(self.raft, self.node_name, lambda: self.config_hash)
+            self.forwarder = Forwarder(reactor, self.cluster.leader_dns_address)
+            self.responder = DNSResponder(lambda: self.gslb.view, self.gslb.stats,
+                                          on_stale=self.gslb.on_stale, serving=self.raft.serving,
+                                          follower_policy=lambda: self.gslb.config.cluster.follower_queries,
+                                          forwarder=self.forwarder)
+        else:
+            self.store = LocalStore(reactor, config.cluster.raft.data_dir)
+            self.cluster = StandaloneCluster(self.node_name, lambda: self.config_hash)
+            self.responder = DNSResponder(lambda: self.gslb.view, self.gslb.stats,
+                                          on_stale=self.gslb.on_stale)
+        self._published_member: Optional[tuple] = None
+        self._drift_warned: set = set()
         self.reloader = Reloader(reactor, config_path, current=lambda: self.gslb.config,
                                  apply=self._apply_config, adjust=adjust)
         self.metrics = Metrics(self.gslb, self.reloader, opengslb.__version__, reactor)
+        self.metrics.registry.register(ConfigHashCollector(lambda: self.config_hash))
+        if self.raft is not None:
+            self.metrics.registry.register(ClusterCollector(self.raft, self.node_name))
         self.api = GslbAPI(self.gslb, self.reloader, settings=lambda: self.gslb.config.api,
                            readiness=self.readiness,
-                           node_name=config.cluster.node_name or socket.gethostname(), clock=reactor)
+                           node_name=self.node_name, clock=reactor, cluster=self.cluster)
         self.dns_ports: List[IListeningPort] = []
         self.other_ports: List[IListeningPort] = []
         self.started_at: Optional[float] = None
@@ -58,6 +83,9 @@ class GslbService(service.Service):
     def _apply_config(self, config: Config) -> None:
         """Swap in a reloaded configuration (listen addresses keep until restart)."""
         self.gslb.apply_config(config)
+        self.config_hash = config_hash(config)
+        if self.raft is not None:
+            self._publish_member(self.raft.status)
         observer = self._log_observer.get("observer")
         if observer is not None:
             observer.configure(config.logging.format, config.logging.level)
@@ -68,6 +96,9 @@ class GslbService(service.Service):
             return False, "DNS listeners are not bound"
         if not self.gslb.health.first_round_complete:
             return False, "the first round of health checks has not completed"
+        if self.raft is not None and not self.raft.serving():
+            return False, f"not serving: this node is a {self.raft.status.state.lower()} " \
+                          f"(leader: {self.raft.status.leader or 'none'})"
         return True, None
 
     def _on_sighup(self, signum: int, frame: Any) -> None:
@@ -76,7 +107,10 @@ class GslbService(service.Service):
     def startService(self) -> None:
         config = self.gslb.config
         try:
-            self.store.open()
+            if self.raft is None:
+                self.store.open()
+            else:
+                self._check_cluster_start(config)
         except StateDirError as error:
             self._fail(str(error))
         self.dns_ports = self._listen("DNS", config.dns.listen_address,
@@ -93,11 +127,82 @@ class GslbService(service.Service):
         super().startService()
         self.started_at = self.reactor.seconds()
         self.gslb.start()
+        if self.raft is not None:
+            self._start_cluster(config)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._on_sighup)
         log.info("opengslb serving DNS on {address} ({domains} domains, {servers} servers)",
                  address=str(config.dns.listen_address), domains=len(config.domains),
                  servers=sum(len(r.servers) for r in config.regions), event="started")
+
+    def _check_cluster_start(self, config: Config) -> None:
+        """Synchronous cluster start-up checks: data dir, start path, cluster port free."""
+        assert self.raft is not None
+        check_data_dir(config.cluster.raft.data_dir)
+        if not self.raft.has_state() and not config.cluster.bootstrap and not config.cluster.join:
+            self._fail(f"{config.cluster.raft.data_dir} holds no cluster state: start the first node "
+                       "with --bootstrap and the others with --join HOST:PORT")
+        bind = config.cluster.bind_address
+        probe = socket.socket(socket.AF_INET6 if ":" in bind.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((bind.host or "0.0.0.0", bind.port))  # a local bind: instant, never blocks
+        except OSError as error:
+            self._fail(f"cannot listen for the cluster (Raft) on {bind}: {error}")
+        finally:
+            probe.close()
+
+    def _start_cluster(self, config: Config) -> None:
+        assert self.raft is not None and self.forwarder is not None
+        self.forwarder.start(interface=config.dns.listen_address.host if not
+                             config.dns.listen_address.is_wildcard else "")
+        self.raft.add_status_listener(self._publish_member)
+        self.raft.add_listener(self._check_drift)
+        d = self.raft.start(config.cluster.bootstrap, list(config.cluster.join))
+        d.addErrback(self._cluster_start_failed)
+
+    def _cluster_start_failed(self, failure: Any) -> None:
+        stderr = sys.__stderr__ or sys.stderr
+        stderr.write(f"opengslb: cluster start failed: {failure.getErrorMessage()}\n")
+        stderr.flush()
+        log.error("cluster start failed: {error}", error=failure.getErrorMessage())
+        self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+        self.reactor.stop()
+
+    def _publish_member(self, status: RaftStatus) -> None:
+        """Replicate this node's member record (name, DNS address, config hash) once a leader exists."""
+        if self.raft is None or status.leader is None:
+            return
+        config = self.gslb.config
+        dns = config.dns.listen_address
+        record = (self.raft.address, self.node_name, f"{dns.host}:{dns.port}" if not dns.is_wildcard
+                  else f"{self.raft.address.rpartition(':')[0]}:{dns.port}",
+                  str(config.api.address) if config.api.enabled else None, self.config_hash)
+        if record == self._published_member:
+            return
+        self._published_member = record
+        command = {"op": "member.set", "address": record[0], "name": record[1], "dns": record[2],
+                   "api": record[3], "config_hash": record[4], "at": self.reactor.seconds()}
+
+        def retry(failure: Any) -> None:
+            failure.trap(ProposalFailed)
+            self._published_member = None
+            self.reactor.callLater(1.0, self._publish_member, self.raft.status)  # type: ignore[union-attr]
+
+        self.raft.propose(command).addErrback(retry)
+
+    def _check_drift(self) -> None:
+        """Warn (once per member and hash) when a member runs a different configuration."""
+        assert self.raft is not None
+        for address, record in self.raft.machine.members.items():
+            other = record.get("config_hash")
+            key = (address, other)
+            if address != self.raft.address and other and other != self.config_hash \
+                    and key not in self._drift_warned:
+                self._drift_warned.add(key)
+                log.warn("member {member} ({address}) runs a different configuration (hash {other}, "
+                         "ours {ours})", member=record.get("name"), address=address, other=other[:12],
+                         ours=self.config_hash[:12], event="config_drift")
 
     def _listen(self, what: str, address: ListenAddress,
                 bind: Callable[[], List[IListeningPort]]) -> List[IListeningPort]:
@@ -118,9 +223,18 @@ class GslbService(service.Service):
         stderr.flush()
         raise SystemExit(1)
 
+    @defer.inlineCallbacks
     def stopService(self) -> Any:
+        """Hand leadership over (cluster leader), then close sockets and stop checks."""
         super().stopService()
+        if self.raft is not None:
+            yield self.raft.stop()
+        if self.forwarder is not None:
+            self.forwarder.stop()
         for port in self.dns_ports + self.other_ports:
             port.stopListening()
         self.dns_ports, self.other_ports = [], []
-        return defer.DeferredList([self.gslb.stop(), self.store.close()])
+        stops = [self.gslb.stop()]
+        if self.raft is None:
+            stops.append(self.store.close())
+        yield defer.DeferredList(stops)

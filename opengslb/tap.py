@@ -76,9 +76,6 @@ class Options(usage.Options):
         if self["validate"]:
             print("OK")
             raise SystemExit(0)
-        if self.config.cluster.mode == "cluster":
-            fail(["cluster mode is not available in this version of opengslb; "
-                  "run with --mode standalone (cluster support is being built)"])
         parent = getattr(self, "parent", None)
         if parent is not None and not parent.get("logger"):
             # twistd resolves this dotted name after our options are parsed.

@@ -19,7 +19,9 @@ known path with another method, 500 unexpected exception, which is logged).
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
+import math
 from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
@@ -46,11 +48,16 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from opengslb.api import auth
 from opengslb.api.openapi import openapi_document
 from opengslb.api.timefmt import rfc3339
+from opengslb.config.durations import parse_duration
 from opengslb.config.model import APIConfig, ServerConfig
 from opengslb.health.tracker import ServerKey
+from opengslb.runtime import NotFound as MissingState
+from opengslb.runtime import Rejected, WriteFailed
+from opengslb.state.machine import MAX_TEXT, SIGNAL_REASONS
 
 if TYPE_CHECKING:
     from opengslb.core import Gslb
+    from opengslb.runtime import Runtime
 
 log = Logger(namespace="opengslb.api")
 
@@ -167,7 +174,11 @@ class GslbAPI:
         when ready.
     :param node_name: this node's name, reported by the cluster routes.
     :param clock: time source (``reactor``); used to time API-triggered
-        reloads.
+        reloads and to stamp runtime-state writes.
+    :param cluster: the cluster facade (default: a standalone node).
+    :param runtime: the runtime state (:class:`opengslb.runtime.Runtime`):
+        overrides and registered services.  Without it those routes answer
+        503 and every server reports its configured weight.
 
     Serve ``GslbAPI(...).resource()`` (the same as ``.app.resource()``).
     """
@@ -176,13 +187,18 @@ class GslbAPI:
 
     def __init__(self, gslb: "Gslb", reloader: ReloadTrigger, settings: Callable[[], APIConfig],
                  readiness: Callable[[], Tuple[bool, Optional[str]]], node_name: str,
-                 clock: Clock) -> None:
+                 clock: Clock, cluster: Optional[Any] = None,
+                 runtime: Optional["Runtime"] = None) -> None:
+        from opengslb.cluster.facade import StandaloneCluster
+
+        self._cluster = cluster if cluster is not None else StandaloneCluster(node_name, lambda: None)
         self._gslb = gslb
         self._reloader = reloader
         self._settings = settings
         self._readiness = readiness
         self._node_name = node_name
         self._clock = clock
+        self.runtime = runtime
 
     def resource(self) -> KleinResource:
         """The Twisted Web resource to serve at the root of the API listener."""
@@ -257,13 +273,56 @@ class GslbAPI:
 
     @_route(app, "/api/v1/health/servers")
     def health_servers(self, request: Request) -> Dict[str, Any]:
-        config = self._gslb.config
-        return {"servers": [self._server_health(region.name, server)
-                            for region in config.regions for server in region.servers]}
+        """Configured servers, then served registrations, region by region."""
+        servers: List[Dict[str, Any]] = []
+        for region in self._gslb.config.regions:
+            servers += [self._server_health(region.name, server) for server in region.servers]
+            servers += [self._registered_health(region.name, registration)
+                        for registration in self._registrations_of(region.name)]
+        return {"servers": servers}
 
-    def _server_health(self, region: str, server: ServerConfig) -> Dict[str, Any]:
+    def _registrations_of(self, region: str) -> List[Dict[str, Any]]:
+        return self.runtime.served_registrations(region) if self.runtime is not None else []
+
+    def _weight(self, region: str, server: ServerConfig) -> Tuple[int, float, str]:
+        """(base weight, effective weight, source) of a configured or registered server."""
+        if self.runtime is None:
+            served = self._gslb.served_state(region, server)
+            return server.weight, served.weight, "config"
+        info = self.runtime.weight_info(region, server.address, server.port)
+        return info.base, info.effective, info.source
+
+    def _registered_health(self, region: str, registration: Dict[str, Any]) -> Dict[str, Any]:
+        assert self.runtime is not None
+        server = ServerConfig(registration["address"], registration["port"], registration["weight"])
+        status = self.runtime.registration_status(registration)
+        if status["judged_by"] == "check":
+            return self._server_health(region, server, registration)
+        claim = bool(registration.get("claim"))
+        base, effective, source = self._weight(region, server)
+        return {
+            "address": server.address,
+            "port": server.port,
+            "region": region,
+            "healthy": status["healthy"],
+            "status": "healthy" if claim else "unhealthy",
+            "last_check": rfc3339(status["last_seen"]),
+            "last_healthy": rfc3339(status["last_seen"] if claim else None),
+            "consecutive_failures": 0,
+            "consecutive_successes": 0,
+            "last_error": None if claim else "the agent claims its service is unhealthy",
+            "weight": base,
+            "effective_weight": effective,
+            "weight_source": source,
+            "registration_id": registration["id"],
+            "judged_by": "claim",
+        }
+
+    def _server_health(self, region: str, server: ServerConfig,
+                       registration: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         health = self._gslb.health.get(ServerKey(region, server.address, server.port))
         served = self._gslb.served_state(region, server)
+        base, effective, source = self._weight(region, server)
         return {
             "address": server.address,
             "port": server.port,
@@ -275,9 +334,11 @@ class GslbAPI:
             "consecutive_failures": health.consecutive_failures if health is not None else 0,
             "consecutive_successes": health.consecutive_successes if health is not None else 0,
             "last_error": health.last_error if health is not None else None,
-            "weight": server.weight,
-            "effective_weight": served.weight,
-            "weight_source": "config",
+            "weight": base,
+            "effective_weight": effective,
+            "weight_source": source,
+            "registration_id": registration["id"] if registration is not None else None,
+            "judged_by": "check",
         }
 
     @_route(app, "/api/v1/health/regions")
@@ -285,8 +346,11 @@ class GslbAPI:
         """Per region: server counts and ``health_percent`` (0.0 for a region without servers)."""
         regions = []
         for region in self._gslb.config.regions:
-            total = len(region.servers)
-            healthy = sum(1 for s in region.servers if self._gslb.served_state(region.name, s).healthy)
+            servers = list(region.servers)
+            if self.runtime is not None:
+                servers += self.runtime.extra_servers(region.name)
+            total = len(servers)
+            healthy = sum(1 for s in servers if self._gslb.served_state(region.name, s).healthy)
             regions.append({
                 "name": region.name,
                 "servers": total,
@@ -303,6 +367,13 @@ class GslbAPI:
         view = self._gslb.view
         configured = {(region.name, s.address, s.port): s.weight
                       for region in view.config.regions for s in region.servers}
+
+        def weight(c: Any) -> Tuple[Optional[int], str]:
+            if self.runtime is None:
+                return configured.get((c.region, c.address, c.port)), "config"
+            info = self.runtime.weight_info(c.region, c.address, c.port)
+            return info.base, info.source
+
         return {"domains": [{
             "name": name,
             "algorithm": domain.algorithm,
@@ -313,29 +384,195 @@ class GslbAPI:
                 "port": c.port,
                 "region": c.region,
                 "healthy": c.healthy,
-                "weight": configured.get((c.region, c.address, c.port)),
+                "weight": weight(c)[0],
                 "effective_weight": c.weight,
+                "weight_source": weight(c)[1],
             } for c in domain.candidates],
         } for name, domain in view.domains.items()]}
 
-    # -- cluster (standalone) --------------------------------------------------
+    # -- runtime state: overrides ------------------------------------------------
 
-    def _members(self) -> List[Dict[str, Any]]:
-        return [{"name": self._node_name, "address": None, "status": "alive"}]
+    def _runtime(self) -> "Runtime":
+        if self.runtime is None:
+            raise APIError(503, "runtime state is not available in this process")
+        return self.runtime
+
+    @_route(app, "/api/v1/overrides")
+    def overrides(self, request: Request) -> Dict[str, Any]:
+        """Every override in force (expired ones are left out), by region and address."""
+        runtime = self._runtime()
+        now = self._clock.seconds()
+        active = runtime.machine.active_overrides(now)
+        return {"overrides": [_override_json(o) for _, o in sorted(active.items())]}
+
+    @_route(app, "/api/v1/overrides/<region>/<address>")
+    def override_get(self, request: Request, region: str, address: str) -> Dict[str, Any]:
+        runtime = self._runtime()
+        address = _path_address(address)
+        override = runtime.active_override(region, address)
+        if override is None:
+            self._known_region(region, 404)
+            raise APIError(404, f"no override for {address} in region {region}")
+        return _override_json(override)
+
+    @_route(app, "/api/v1/overrides/<region>/<address>", "PUT")
+    def override_put(self, request: Request, region: str, address: str) -> "Deferred[Dict[str, Any]]":
+        """Replace the override of a configured (or registered) server."""
+        runtime = self._runtime()
+        address = _path_address(address)
+        self._known_region(region, 404)
+        if not runtime.server_known(region, address):
+            raise APIError(404, f"{address} is not a server of region {region}")
+        body = self._json_body(request)
+        _only(body, ("weight", "enabled", "reason", "ttl"))
+        weight = _weight_field(body, "weight", None)
+        enabled = body.get("enabled")
+        if enabled is not None and not isinstance(enabled, bool):
+            raise APIError(400, "enabled must be true or false")
+        if weight is None and enabled is None:
+            raise APIError(400, "an override needs weight and/or enabled")
+        reason = body.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise APIError(400, "reason is required: say why (a non-empty string)")
+        if len(reason) > MAX_TEXT:
+            raise APIError(400, f"reason is longer than {MAX_TEXT} characters")
+        ttl = _duration_field(body, "ttl", required=False, maximum=MAX_OVERRIDE_TTL)
+        d = runtime.set_override(region, address, weight, enabled, reason, ttl)
+        return _shielded(d).addCallbacks(_override_json, _write_failed)
+
+    @_route(app, "/api/v1/overrides/<region>/<address>", "DELETE")
+    def override_delete(self, request: Request, region: str, address: str) -> "Deferred[Dict[str, Any]]":
+        runtime = self._runtime()
+        address = _path_address(address)
+        if runtime.machine.overrides.get(f"{region}/{address}") is None:
+            self._known_region(region, 404)
+        return _shielded(runtime.delete_override(region, address)).addCallbacks(
+            _override_json, _write_failed)
+
+    def _known_region(self, region: str, status: int) -> None:
+        try:
+            self._gslb.config.region(region)
+        except KeyError:
+            raise APIError(status, f"unknown region {region!r}") from None
+
+    # -- runtime state: registered services -------------------------------------
+
+    @_route(app, "/api/v1/services")
+    def services(self, request: Request) -> Dict[str, Any]:
+        """Every registration, in registration order, with claim, signal, veto and expiry."""
+        runtime = self._runtime()
+        records = sorted(runtime.machine.registrations.values(),
+                         key=lambda r: (r["registered_at"], r["id"]))
+        return {"services": [_service_json(runtime, r) for r in records]}
+
+    @_route(app, "/api/v1/services", "POST")
+    def service_register(self, request: Request) -> "Deferred[Reply]":
+        """Register a server: 201 with a new id, 200 with the same id when already registered."""
+        runtime = self._runtime()
+        body = self._json_body(request)
+        _only(body, ("region", "address", "port", "weight", "ttl", "healthy", "agent"))
+        region = body.get("region")
+        if not isinstance(region, str) or not region:
+            raise APIError(400, "region is required (a configured region name)")
+        self._known_region(region, 400)
+        if "address" not in body:
+            raise APIError(400, "address is required (an IP address)")
+        address = _address(body["address"], "address")
+        port = body.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise APIError(400, "port is required: an integer from 1 to 65535")
+        weight = _weight_field(body, "weight", 100)
+        ttl = _duration_field(body, "ttl", required=True, minimum=1.0, maximum=MAX_SERVICE_TTL)
+        healthy = body.get("healthy")
+        if healthy is not None and not isinstance(healthy, bool):
+            raise APIError(400, "healthy must be true, false or absent (no claim)")
+        agent = body.get("agent")
+        if agent is not None and (not isinstance(agent, str) or len(agent) > MAX_AGENT):
+            raise APIError(400, f"agent must be a string of at most {MAX_AGENT} characters")
+        if any(s.address == address for s in self._gslb.config.region(region).servers):
+            raise APIError(409, f"{address} is a configured server of region {region}; "
+                                "a registration cannot replace it")
+        assert weight is not None and ttl is not None
+
+        def done(result: Tuple[Dict[str, Any], bool]) -> Reply:
+            record, created = result
+            return Reply({"id": record["id"]}, 201 if created else 200)
+
+        d = runtime.register(region, address, port, weight, ttl, healthy, agent)
+        return _shielded(d).addCallbacks(done, _write_failed)
+
+    @_route(app, "/api/v1/services/<id>/heartbeat", "PUT")
+    def service_heartbeat(self, request: Request, id: str) -> "Deferred[Dict[str, Any]]":
+        """Renew a registration; the body carries the claim and any predictive signal."""
+        runtime = self._runtime()
+        if id not in runtime.machine.registrations:
+            raise APIError(404, f"no registration {id} (it may have expired: register again)")
+        body = self._json_body(request)
+        _only(body, ("healthy", "signal"))
+        healthy = body.get("healthy")
+        if healthy is not None and not isinstance(healthy, bool):
+            raise APIError(400, "healthy must be true, false or absent (no claim)")
+        signal = _signal(body.get("signal"))
+        d = runtime.heartbeat(id, healthy, signal)
+        return _shielded(d).addCallbacks(lambda record: _service_json(runtime, record), _write_failed)
+
+    @_route(app, "/api/v1/services/<id>", "DELETE")
+    def service_deregister(self, request: Request, id: str) -> "Deferred[Dict[str, Any]]":
+        runtime = self._runtime()
+        return _shielded(runtime.deregister(id)).addCallbacks(
+            lambda record: {"id": record["id"], "deregistered": True}, _write_failed)
+
+    # -- cluster ------------------------------------------------------------------
 
     @_route(app, "/api/v1/cluster/status")
     def cluster_status(self, request: Request) -> Dict[str, Any]:
-        return {"mode": "standalone", "node_name": self._node_name, "is_leader": True,
-                "leader_address": None, "members": self._members(), "raft": None}
+        """Mode, this node, leadership, members and Raft state (standalone: raft null)."""
+        return self._cluster.status()
 
     @_route(app, "/api/v1/cluster/members")
     def cluster_members(self, request: Request) -> Dict[str, Any]:
-        return {"members": self._members()}
+        return {"members": self._cluster.members()}
 
     @_route(app, "/api/v1/cluster/leader")
-    def cluster_leader(self, request: Request) -> Dict[str, Any]:
-        """Standalone: this node serves DNS, so it is the leader (200)."""
-        return {"leader": True, "node_name": self._node_name}
+    def cluster_leader(self, request: Request) -> Reply:
+        """200 on the node serving DNS (the leader; always in standalone), 503 elsewhere."""
+        return Reply(self._cluster.leader(), 200 if self._cluster.is_serving() else 503)
+
+    @_route(app, "/api/v1/cluster/join", "POST")
+    def cluster_join(self, request: Request) -> "Deferred[Dict[str, Any]]":
+        """Add a member by its cluster address (idempotent)."""
+        body = self._json_body(request)
+        address = body.get("address")
+        if not isinstance(address, str) or ":" not in address:
+            raise APIError(400, 'body must be {"address": "host:port", "name"?: "..."}')
+        return self._membership(request, self._cluster.join(address, body.get("name")))
+
+    @_route(app, "/api/v1/cluster/remove", "POST")
+    def cluster_remove(self, request: Request) -> "Deferred[Dict[str, Any]]":
+        """Remove a member by address or name; a leader hands leadership over first."""
+        body = self._json_body(request)
+        address, name = body.get("address"), body.get("name")
+        if not isinstance(address, str) and not isinstance(name, str):
+            raise APIError(400, 'body must be {"address": "host:port"} or {"name": "..."}')
+        return self._membership(request, self._cluster.remove(address, name))
+
+    def _membership(self, request: Request, d: "Deferred[Dict[str, Any]]") -> "Deferred[Dict[str, Any]]":
+        from opengslb.cluster.facade import MembershipError
+
+        def failed(failure: Any) -> Any:
+            failure.trap(MembershipError)
+            raise APIError(failure.value.code, str(failure.value))
+
+        return d.addErrback(failed)
+
+    def _json_body(self, request: Request) -> Dict[str, Any]:
+        try:
+            body = json.loads(request.content.read() or b"{}")
+        except ValueError:
+            raise APIError(400, "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise APIError(400, "the request body must be a JSON object")
+        return body
 
     # -- configuration ---------------------------------------------------------
 
@@ -377,3 +614,150 @@ def _routing_error(request: Request, error: HTTPException) -> APIError:
                         {"Allow": ", ".join(allowed)})
     code = error.code or 400
     return APIError(code, error.description or error.name)
+
+
+# -- runtime-state request checks and reply shapes ---------------------------------
+
+MAX_OVERRIDE_TTL = 366 * 86400.0
+MAX_SERVICE_TTL = 7 * 86400.0
+MAX_AGENT = 128
+
+
+def _write_failed(failure: Failure) -> Any:
+    """Map the runtime's failures to replies: 404 gone, 400 rejected, 503 not committed."""
+    if failure.check(MissingState):
+        raise APIError(404, str(failure.value))
+    if failure.check(Rejected):
+        raise APIError(400, f"rejected: {failure.value}")
+    if failure.check(WriteFailed):
+        raise APIError(503, f"{failure.value}; nothing was changed (try again or another node)")
+    return failure
+
+
+def _only(body: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """400 for a key of ``body`` that is not in ``allowed`` (typos must not pass silently)."""
+    for key in body:
+        if key not in allowed:
+            raise APIError(400, f"unknown field {key!r} (expected: {', '.join(allowed)})")
+
+
+def _address(value: Any, what: str) -> str:
+    """``value`` as a canonical, usable server IP address; 400 otherwise."""
+    if isinstance(value, str):
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError:
+            pass
+        else:
+            if address.is_unspecified or address.is_multicast:
+                raise APIError(400, f"{what} {address} is not a usable server address")
+            return str(address)
+    raise APIError(400, f"{what} must be an IP address, not {json.dumps(value)[:60]}")
+
+
+def _path_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise APIError(400, f"{value!r} is not an IP address") from None
+
+
+def _weight_field(body: Mapping[str, Any], key: str, default: Optional[int]) -> Optional[int]:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
+        raise APIError(400, f"{key} must be an integer from 0 to 1000 (got {json.dumps(value)[:40]})")
+    return int(value)
+
+
+def _duration_field(body: Mapping[str, Any], key: str, required: bool, minimum: float = 0.0,
+                    maximum: float = MAX_SERVICE_TTL) -> Optional[float]:
+    """A request duration: ``"30s"``-style text or integer seconds (SPEC §9)."""
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise APIError(400, f"{key} is required: a duration such as \"30s\" or integer seconds")
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    try:
+        if not isinstance(value, (str, int)):
+            raise ValueError("expected a duration such as \"30s\" or integer seconds")
+        seconds = parse_duration(value)
+    except ValueError as error:
+        raise APIError(400, f"{key}: {error}") from None
+    if seconds <= 0 or seconds < minimum:
+        raise APIError(400, f"{key} must be at least {max(minimum, 0.001):g}s")
+    if seconds > maximum:
+        raise APIError(400, f"{key} must be at most {maximum:g}s")
+    return seconds
+
+
+def _signal(value: Any) -> Optional[Dict[str, Any]]:
+    """A heartbeat's predictive signal, checked: ``{"type": "bleed", reason, value, threshold}``
+    or ``{"type": "clear"}``; ``None`` when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise APIError(400, "signal must be an object")
+    _only(value, ("type", "reason", "value", "threshold"))
+    kind = value.get("type")
+    if kind == "clear":
+        return {"type": "clear"}
+    if kind != "bleed":
+        raise APIError(400, "signal.type must be \"bleed\" or \"clear\"")
+    reason = value.get("reason")
+    if reason not in SIGNAL_REASONS:
+        raise APIError(400, f"signal.reason must be one of {', '.join(SIGNAL_REASONS)}")
+    numbers = {}
+    for key in ("value", "threshold"):
+        number = value.get(key)
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise APIError(400, f"signal.{key} must be a number")
+        numbers[key] = float(number)
+    return {"type": "bleed", "reason": reason, **numbers}
+
+
+def _override_json(override: Mapping[str, Any]) -> Dict[str, Any]:
+    return {
+        "region": override["region"],
+        "address": override["address"],
+        "weight": override.get("weight"),
+        "enabled": override.get("enabled"),
+        "reason": override.get("reason", ""),
+        "created_at": rfc3339(override.get("created_at")),
+        "expires_at": rfc3339(override.get("expires_at")),
+    }
+
+
+def _service_json(runtime: "Runtime", registration: Mapping[str, Any]) -> Dict[str, Any]:
+    status = runtime.registration_status(dict(registration))
+    signal = status["signal"]
+    veto = status["veto"]
+    return {
+        "id": registration["id"],
+        "region": registration["region"],
+        "address": registration["address"],
+        "port": registration["port"],
+        "weight": registration["weight"],
+        "effective_weight": status["weight"].effective,
+        "weight_source": status["weight"].source,
+        "ttl": registration["ttl"],
+        "agent": registration.get("agent"),
+        "claim": registration.get("claim"),
+        "healthy": status["healthy"],
+        "judged_by": status["judged_by"],
+        "served": status["served"],
+        "not_served_reason": status["not_served"],
+        "signal": None if signal is None else {
+            "reason": signal["reason"], "value": signal["value"], "threshold": signal["threshold"],
+            "bleed_duration": signal["bleed_duration"], "since": rfc3339(signal["since"]),
+            "cleared_at": rfc3339(signal.get("cleared_at"))},
+        "veto": None if veto is None else {
+            "reason": veto["reason"], "since": rfc3339(veto["since"]),
+            "expires_at": rfc3339(veto.get("expires_at"))},
+        "registered_at": rfc3339(registration["registered_at"]),
+        "last_heartbeat": rfc3339(status["last_seen"]),
+        "expires_at": rfc3339(status["expires_at"]),
+    }

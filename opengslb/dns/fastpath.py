@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from opengslb.dns.server import ADVERTISED_UDP_SIZE, QueryStats
 from opengslb.dns.view import AAAA, A, AnsweringView, DomainView
@@ -45,11 +45,12 @@ _OPT_END = b"\x00\x00\x00\x00\x00\x00"
 _FLAGS = (b"\x84\x00", b"\x85\x00")
 _ANSWER_COUNTS = (b"\x00\x01\x00\x01\x00\x00\x00\x00", b"\x00\x01\x00\x01\x00\x00\x00\x01")
 # Our OPT echo: root owner, type 41, class = advertised UDP size, TTL 0, rdlength 0.
-_OPT_ECHO = _OPT_START + struct.pack("!H", ADVERTISED_UDP_SIZE) + b"\x00" * 6
+_OPT_ECHOES = (b"", _OPT_START + struct.pack("!H", ADVERTISED_UDP_SIZE) + b"\x00" * 6)
 
 _MAX_NAME = 255
 
 RoutingKey = Tuple[str, str, str]
+Signature = Tuple[int, str, Tuple[Tuple[str, int, int], ...]]
 
 
 def wire_name(name: str) -> Optional[bytes]:
@@ -81,32 +82,33 @@ def answer_record(address: str, ttl: int) -> bytes:
     return b"\xc0\x0c" + struct.pack("!HHIH", rtype, 1, ttl, len(rdata)) + rdata
 
 
-class _Answers:
-    """One (name, type): its picker and every candidate's prepared record.
+class _Entry:
+    """One prepared (name, type): its picker and every candidate's encoded record.
 
-    ``records`` maps ``id(candidate)`` to (encoded answer, routing counter
-    key): pickers hand back the very Candidate objects the view was built
-    with, and an int key is far cheaper than hashing a dataclass.
-    ``candidates`` keeps those objects, and so their ids, alive.
+    ``records[candidate.order]`` is (encoded answer, routing counter key);
+    slots of the other family hold ``None``.  Keyed by ``order`` (the
+    candidate's position in configuration order), the records stay valid as
+    long as the domain's signature does, so a rebuild after a health change
+    only swaps in the new view's picker.
     """
 
-    __slots__ = ("domain", "algorithm", "ttl", "pick", "candidates", "records", "query_key")
+    __slots__ = ("domain", "algorithm", "ttl", "query_key", "records", "pick")
 
-    def __init__(self, domain: DomainView, type_label: str, pick: Callable[[], Optional[Candidate]],
-                 candidates: Tuple[Candidate, ...], cache: Dict[Tuple[str, int], bytes]) -> None:
+    def __init__(self, domain: DomainView, type_label: str, candidates: Sequence[Candidate],
+                 cache: Dict[Tuple[str, int], bytes]) -> None:
         self.domain = domain.name
         self.algorithm = domain.algorithm
         self.ttl = domain.ttl
-        self.pick = pick
-        self.candidates = candidates
         self.query_key = (domain.name, type_label, "NOERROR")
-        self.records: Dict[int, Tuple[bytes, RoutingKey]] = {}
+        size = max((c.order for c in domain.candidates), default=-1) + 1
+        self.records: List[Optional[Tuple[bytes, RoutingKey]]] = [None] * size
         for candidate in candidates:
             key = (candidate.address, domain.ttl)
             record = cache.get(key)
             if record is None:
                 record = cache[key] = answer_record(candidate.address, domain.ttl)
-            self.records[id(candidate)] = (record, self.routing_key(candidate))
+            self.records[candidate.order] = (record, self.routing_key(candidate))
+        self.pick: Callable[[], Optional[Candidate]] = _no_candidate
 
     def routing_key(self, candidate: Candidate) -> RoutingKey:
         """The ``QueryStats.routing`` key of a decision for ``candidate``."""
@@ -114,25 +116,46 @@ class _Answers:
 
     def record_for(self, candidate: Candidate) -> Tuple[bytes, RoutingKey]:
         """(encoded answer, routing key) of ``candidate``, prepared or not."""
-        found = self.records.get(id(candidate))
-        if found is not None:
-            return found
+        if 0 <= candidate.order < len(self.records):
+            found = self.records[candidate.order]
+            if found is not None:
+                return found
         return answer_record(candidate.address, self.ttl), self.routing_key(candidate)
 
 
-class _Entry:
-    """One table row: a (name, type) with or without an OPT record in the query."""
+def _no_candidate() -> Optional[Candidate]:
+    return None
 
-    __slots__ = ("answers", "pick", "records", "query_key", "edns", "counts", "opt")
 
-    def __init__(self, answers: _Answers, edns: bool) -> None:
-        self.answers = answers
-        self.pick = answers.pick
-        self.records = answers.records
-        self.query_key = answers.query_key
-        self.edns = edns
-        self.counts = _ANSWER_COUNTS[edns]
-        self.opt = _OPT_ECHO if edns else b""
+class _Domain:
+    """A domain's prepared entries: (entry, question bytes, family) per served family.
+
+    ``signature`` is everything the encoded bytes depend on: TTL, algorithm
+    and each candidate's (address, port, order) -- not health or weights.
+    """
+
+    __slots__ = ("signature", "entries")
+
+    def __init__(self, name: str, domain: DomainView, signature: Signature,
+                 cache: Dict[Tuple[str, int], bytes]) -> None:
+        self.signature = signature
+        self.entries: List[Tuple[_Entry, bytes, int]] = []
+        wire = wire_name(name) if name == name.lower() else None  # else the full path misses it too
+        if wire is None:
+            return
+        for family, rtype, label in _TYPES:
+            answer = domain.families.get(family)
+            if answer is None or answer.configured == 0:
+                continue  # NODATA: the full path's business
+            candidates = [c for c in domain.candidates if (":" in c.address) == (family == 6)]
+            self.entries.append((_Entry(domain, label, candidates, cache),
+                                 wire + struct.pack("!HH", rtype, 1), family))
+
+
+def signature_of(domain: DomainView) -> Signature:
+    """What a domain's prepared bytes depend on (not health, weights or pickers)."""
+    return (domain.ttl, domain.algorithm,
+            tuple([(c.address, c.port, c.order) for c in domain.candidates]))
 
 
 class FastPath:
@@ -141,12 +164,15 @@ class FastPath:
     ``stats`` is the :class:`QueryStats` the full path counts into; each query
     answered here adds to the same ``queries`` and ``routing`` counters with
     the same keys ``count_query``/``count_routing`` use.  Call
-    :meth:`rebuild` with every new view (``Gslb.add_view_listener``).
+    :meth:`rebuild` with every new view (``Gslb.add_view_listener``).  The
+    fast path knows nothing of the cluster leader gate: ask it only while
+    this node may answer with data.
     """
 
     def __init__(self, stats: QueryStats, view: Optional[AnsweringView] = None) -> None:
         self._queries = stats.queries
         self._routing = stats.routing
+        self._domains: Dict[str, _Domain] = {}
         self._table: Dict[bytes, _Entry] = {}
         if view is not None:
             self.rebuild(view)
@@ -163,28 +189,25 @@ class FastPath:
     def rebuild(self, view: AnsweringView) -> None:
         """Prepare the answers of ``view``; replaces the previous table in one step.
 
-        Cost is proportional to the number of domains and candidates: two
-        rows per (domain, family with at least one configured server), one
-        encoded record per distinct (address, TTL).
+        Domains whose signature is unchanged keep their encoded records and
+        only take the new view's picker, so a health-driven rebuild costs a
+        few microseconds per domain; new or changed domains are encoded afresh.
         """
+        previous = self._domains
+        domains: Dict[str, _Domain] = {}
         table: Dict[bytes, _Entry] = {}
         cache: Dict[Tuple[str, int], bytes] = {}
         for name, domain in view.domains.items():
-            if name != name.lower():
-                continue  # the full path would not find it either
-            wire = wire_name(name)
-            if wire is None:
-                continue
-            for family, rtype, label in _TYPES:
-                family_answer = domain.families.get(family)
-                if family_answer is None or family_answer.configured == 0:
-                    continue  # NODATA: the full path's business
-                candidates = tuple(c for c in domain.candidates
-                                   if (":" in c.address) == (family == 6))
-                answers = _Answers(domain, label, family_answer.picker.pick, candidates, cache)
-                question = wire + struct.pack("!HH", rtype, 1)
-                table[_COUNTS_PLAIN + question] = _Entry(answers, edns=False)
-                table[_COUNTS_EDNS + question] = _Entry(answers, edns=True)
+            signature = signature_of(domain)
+            prepared = previous.get(name)
+            if prepared is None or prepared.signature != signature:
+                prepared = _Domain(name, domain, signature, cache)
+            domains[name] = prepared
+            for entry, question, family in prepared.entries:
+                entry.pick = domain.families[family].picker.pick
+                table[_COUNTS_PLAIN + question] = entry
+                table[_COUNTS_EDNS + question] = entry
+        self._domains = domains
         self._table = table
 
     def respond(self, data: bytes, udp: bool = True) -> Optional[bytes]:
@@ -202,14 +225,15 @@ class FastPath:
         # key is the header counts plus name, type and class, lower-cased.  If
         # it equals a prepared key, the query's labels are exactly that key's
         # labels: prepared names hold no zero byte, and lower() never changes
-        # a count or length byte (all <= 63).
+        # a count or length byte (all <= 63).  So data[11] (arcount) is 0 or 1.
         end = data.find(b"\x00", 12) + 5
         if end < 17:
             return None
         entry = self._table.get(data[4:end].lower())
         if entry is None or data[2] & 0xF8:  # unknown name/type/counts, QR set, opcode != 0
             return None
-        if entry.edns:
+        has_opt = data[11]
+        if has_opt:
             if data[end:end + 3] != _OPT_START or data[end + 5:] != _OPT_END:
                 return None
         elif len(data) != end:
@@ -217,10 +241,12 @@ class FastPath:
         chosen = entry.pick()
         if chosen is None:
             return None  # SERVFAIL or a stale answer: the full path decides
-        prepared = entry.records.get(id(chosen))
-        record, routing_key = prepared if prepared is not None else entry.answers.record_for(chosen)
+        try:
+            record, routing_key = entry.records[chosen.order]  # type: ignore[misc]
+        except (IndexError, TypeError):
+            record, routing_key = entry.record_for(chosen)
         queries, routing, query_key = self._queries, self._routing, entry.query_key
         queries[query_key] = queries.get(query_key, 0) + 1
         routing[routing_key] = routing.get(routing_key, 0) + 1
-        return b"".join((data[:2], _FLAGS[data[2] & 1], entry.counts, data[12:end], record,
-                         entry.opt))
+        return b"".join((data[:2], _FLAGS[data[2] & 1], _ANSWER_COUNTS[has_opt], data[12:end],
+                         record, _OPT_ECHOES[has_opt]))

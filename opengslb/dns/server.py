@@ -11,10 +11,11 @@ import socket
 import struct
 import time
 from bisect import bisect_left
-from typing import Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 import psutil
 from twisted.internet import protocol
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorUDP
 from twisted.logger import Logger
 from twisted.names import dns
@@ -25,6 +26,9 @@ from opengslb.config.model import ListenAddress
 from opengslb.dns.resolver import OTHER_DOMAIN, Answer, StaleHook, answer
 from opengslb.dns.view import AnsweringView, DomainView
 from opengslb.routing import Candidate
+
+if TYPE_CHECKING:
+    from opengslb.dns.forward import Forwarder
 
 log = Logger(namespace="opengslb.dns")
 
@@ -84,47 +88,70 @@ def _header_only(request: bytes, rcode: int) -> bytes:
     return struct.pack("!HHHHHH", query_id, 0x8000 | opcode_bits | rd | (rcode & 0xF), 0, 0, 0, 0)
 
 
+FORWARDED_OPTION = 65430  # private-use EDNS option marking a query relayed by a follower
+
+
 class DNSResponder:
     """Answers raw DNS requests from the current answering view.
 
     ``view_source`` returns the view to use; ``serving`` says whether this node
     may answer with data now (the cluster leader gate; always true standalone).
+    A node that is not serving applies ``follower_policy()``: ``refuse``
+    (REFUSED), ``drop`` (no reply) or ``forward`` (relay through
+    ``forwarder`` to the leader; a query that was already relayed once is
+    answered SERVFAIL instead, so nothing is forwarded twice).
     """
 
     def __init__(self, view_source: Callable[[], AnsweringView], stats: QueryStats,
                  on_stale: Optional[StaleHook] = None,
-                 serving: Callable[[], bool] = lambda: True) -> None:
+                 serving: Callable[[], bool] = lambda: True,
+                 follower_policy: Callable[[], str] = lambda: "refuse",
+                 forwarder: Optional["Forwarder"] = None) -> None:
         self._view_source = view_source
         self._stats = stats
         self._on_stale = on_stale
         self._serving = serving
+        self._follower_policy = follower_policy
+        self._forwarder = forwarder
 
-    def respond(self, data: bytes, max_size: Optional[int]) -> Optional[bytes]:
-        """The response to ``data``, or ``None`` to drop it.
+    @property
+    def stats(self) -> QueryStats:
+        return self._stats
+
+    def respond(self, data: bytes, max_size: Optional[int]) -> "Optional[bytes] | Deferred[Optional[bytes]]":
+        """The response to ``data``, ``None`` to drop it, or a Deferred of either (forwarding).
 
         ``max_size`` is ``None`` over TCP; over UDP the response is limited to
         the client's advertised EDNS size (at least 512).
         """
-        if len(data) < 12:
-            return None  # not even a header: nothing to reply to
-        flags = (data[2] << 8) | data[3]
-        if flags & 0x8000:
-            return None  # a response, not a query: never answer those
-        opcode = (flags >> 11) & 0xF
-        if opcode != dns.OP_QUERY:
-            self._stats.count_query(OTHER_DOMAIN, "other", "NOTIMP")
-            return _header_only(data, dns.ENOTIMP)
-        try:
-            plain = dns.Message()
-            plain.fromStr(data)
-        except Exception:
-            self._stats.count_query(OTHER_DOMAIN, "other", "FORMERR")
-            return _header_only(data, dns.EFORMAT)
-        opt_count = sum(1 for r in plain.additional if r.type == dns.OPT)
-        if len(plain.queries) != 1 or opt_count > 1 or plain.answers or plain.authority:
-            self._stats.count_query(OTHER_DOMAIN, "other", "FORMERR")
-            return _header_only(data, dns.EFORMAT)
-        request = dns._EDNSMessage._fromMessage(plain)
+        if not self._serving():
+            return self._not_serving(data, max_size)
+        return self.answer(data, max_size)
+
+    def _not_serving(self, data: bytes, max_size: Optional[int]) -> "Optional[bytes] | Deferred[Optional[bytes]]":
+        policy = self._follower_policy()
+        if policy == "drop":
+            return None
+        parsed = _parse(data)
+        if isinstance(parsed, (bytes, type(None))):
+            return parsed
+        request = parsed
+        limit = _limit(request, max_size)
+        if policy == "forward" and self._forwarder is not None:
+            if any(code == FORWARDED_OPTION for code, _ in _options(request)):
+                return encode_response(request, Answer(dns.ESERVER, [], [], [], authoritative=False), limit)
+            return self._forwarder.forward(request, limit)
+        return encode_response(request, Answer(dns.EREFUSED, [], [], [], authoritative=False), limit)
+
+    def answer(self, data: bytes, max_size: Optional[int]) -> Optional[bytes]:
+        """Answer ``data`` with data from the view (the serving node's path)."""
+        parsed = _parse(data)
+        if not isinstance(parsed, dns._EDNSMessage):
+            if parsed is not None:
+                rcode = parsed[3] & 0xF
+                self._stats.count_query(OTHER_DOMAIN, "other", RCODE_NAMES.get(rcode, str(rcode)))
+            return parsed
+        request = parsed
         query = request.queries[0]
         qtype_label = TYPE_LABELS.get(query.type, "other")
 
@@ -139,10 +166,41 @@ class DNSResponder:
             self._stats.count_routing(result.domain.name, result.domain.algorithm,
                                       result.routed.endpoint)
 
-        limit = None
-        if max_size is not None:
-            limit = max(MIN_UDP_SIZE, request.maxSize if request.ednsVersion is not None else 0)
-        return encode_response(request, result, limit)
+        return encode_response(request, result, _limit(request, max_size))
+
+
+def _parse(data: bytes) -> "dns._EDNSMessage | bytes | None":
+    """Parse a request: the message, or the reply to send instead (NOTIMP/FORMERR), or None to drop."""
+    if len(data) < 12:
+        return None  # not even a header: nothing to reply to
+    flags = (data[2] << 8) | data[3]
+    if flags & 0x8000:
+        return None  # a response, not a query: never answer those
+    if (flags >> 11) & 0xF != dns.OP_QUERY:
+        return _header_only(data, dns.ENOTIMP)
+    try:
+        plain = dns.Message()
+        plain.fromStr(data)
+    except Exception:
+        return _header_only(data, dns.EFORMAT)
+    opt_count = sum(1 for r in plain.additional if r.type == dns.OPT)
+    if len(plain.queries) != 1 or opt_count > 1 or plain.answers or plain.authority:
+        return _header_only(data, dns.EFORMAT)
+    request = dns._EDNSMessage._fromMessage(plain)
+    request.ednsOptions = [option for r in plain.additional if r.type == dns.OPT
+                           for option in dns._OPTHeader.fromRRHeader(r).options]
+    return request
+
+
+def _limit(request: dns._EDNSMessage, max_size: Optional[int]) -> Optional[int]:
+    """The response size limit: None over TCP, else the client's EDNS size (at least 512)."""
+    if max_size is None:
+        return None
+    return max(MIN_UDP_SIZE, request.maxSize if request.ednsVersion is not None else 0)
+
+
+def _options(request: dns._EDNSMessage) -> List[Tuple[int, bytes]]:
+    return [(o.code, o.data) for o in request.ednsOptions]
 
 
 def encode_response(request: dns._EDNSMessage, result: Answer, limit: Optional[int]) -> bytes:
@@ -189,9 +247,15 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         except Exception:
             log.failure("unexpected error answering a query from {peer}", peer=addr[0])
             reply = _header_only(data, dns.ESERVER) if len(data) >= 12 else None
-        if reply is not None:
+        if isinstance(reply, Deferred):
+            reply.addCallback(self._send_later, addr)
+        elif reply is not None:
             self.transport.write(reply, addr)
-            self._responder._stats.observe_duration(time.perf_counter() - started)
+            self._responder.stats.observe_duration(time.perf_counter() - started)
+
+    def _send_later(self, reply: Optional[bytes], addr: tuple) -> None:
+        if reply is not None and self.transport is not None:
+            self.transport.write(reply, addr)
 
 
 class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
@@ -213,9 +277,15 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
         except Exception:
             log.failure("unexpected error answering a TCP query")
             reply = _header_only(data, dns.ESERVER) if len(data) >= 12 else None
-        if reply is not None:
+        if isinstance(reply, Deferred):
+            reply.addCallback(self._send_later)
+        elif reply is not None:
             self.sendString(reply)
-            self._responder._stats.observe_duration(time.perf_counter() - started)
+            self._responder.stats.observe_duration(time.perf_counter() - started)
+
+    def _send_later(self, reply: Optional[bytes]) -> None:
+        if reply is not None and self.transport is not None and self.connected:
+            self.sendString(reply)
 
     def timeoutConnection(self) -> None:
         self.transport.loseConnection()

@@ -37,7 +37,14 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import CertificateOptions, optionsForClientTLS
 from twisted.python.failure import Failure
 from twisted.web._newclient import RequestTransmissionFailed, ResponseNeverReceived
-from twisted.web.client import URI, Agent, HTTPConnectionPool, ResponseDone, ResponseFailed
+from twisted.web.client import (
+    URI,
+    Agent,
+    HTTPConnectionPool,
+    ResponseDone,
+    ResponseFailed,
+    _HTTP11ClientFactory,
+)
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS, IResponse
@@ -318,6 +325,18 @@ def _reason_for(exc: BaseException, timeout: float) -> str:
     return f"{type(cause).__name__}: {cause}"
 
 
+class _QuietClientFactory(_HTTP11ClientFactory):
+    """The pool's connection factory without "Starting/Stopping factory" log lines per check."""
+
+    noisy = False
+
+
+class _QuietPool(HTTPConnectionPool):
+    """A connection pool whose per-connection factories do not log."""
+
+    _factory = _QuietClientFactory
+
+
 class Checker:
     """Runs health checks, dispatching on ``HealthCheckConfig.type``.
 
@@ -343,7 +362,7 @@ class Checker:
     ) -> None:
         self._reactor = reactor
         self._source_address = source_address or None
-        self._pool = pool if pool is not None else HTTPConnectionPool(reactor, persistent=False)
+        self._pool = pool if pool is not None else _QuietPool(reactor, persistent=False)
         self._trust_root = trust_root
 
     @property

@@ -374,7 +374,8 @@ def test_health_servers_before_any_check():
     assert first == {"address": "192.0.2.10", "port": 80, "region": "east", "healthy": True,
                      "status": "unknown", "last_check": None, "last_healthy": None,
                      "consecutive_failures": 0, "consecutive_successes": 0, "last_error": None,
-                     "weight": 100, "effective_weight": 100.0, "weight_source": "config"}
+                     "weight": 100, "effective_weight": 100.0, "weight_source": "config",
+                     "registration_id": None, "judged_by": "check"}
 
 
 def test_health_servers_after_checks_in_config_order():
@@ -421,9 +422,11 @@ def test_domains_list_algorithm_ttl_regions_and_candidates():
     assert (app["algorithm"], app["ttl"], app["regions"]) == ("round-robin", 15, ["east", "west"])
     assert (fo["algorithm"], fo["ttl"], fo["regions"]) == ("failover", 60, ["west", "east"])
     assert app["candidates"][0] == {"address": "192.0.2.10", "port": 80, "region": "east",
-                                    "healthy": True, "weight": 100, "effective_weight": 100.0}
+                                    "healthy": True, "weight": 100, "effective_weight": 100.0,
+                                    "weight_source": "config"}
     assert fo["candidates"][0] == {"address": "198.51.100.10", "port": 443, "region": "west",
-                                   "healthy": False, "weight": 300, "effective_weight": 300.0}
+                                   "healthy": False, "weight": 300, "effective_weight": 300.0,
+                                   "weight_source": "config"}
     assert len(fo["candidates"]) == 4
 
 
@@ -434,10 +437,12 @@ def test_cluster_routes_in_standalone_mode():
     status = call(world, "GET", "/api/v1/cluster/status")
     assert status.status == 200
     assert status.body == {"mode": "standalone", "node_name": "node-a", "is_leader": True,
-                           "leader_address": None, "members": [member], "raft": None}
+                           "leader_address": None, "members": [member], "raft": None,
+                           "config_hash": None}
     assert call(world, "GET", "/api/v1/cluster/members").body == {"members": [member]}
     leader = call(world, "GET", "/api/v1/cluster/leader")
-    assert (leader.status, leader.body) == (200, {"leader": True, "node_name": "node-a"})
+    assert (leader.status, leader.body) == (200, {"leader": True, "node_name": "node-a",
+                                                  "leader_address": None})
 
 
 def test_head_is_answered_without_body():

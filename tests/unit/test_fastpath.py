@@ -7,6 +7,7 @@ built from the same configuration and random seed, so both routing pickers
 make the same choices.
 """
 
+import dataclasses
 import random
 from typing import Callable, Optional, Tuple
 
@@ -33,6 +34,7 @@ from opengslb.config.model import (
 from opengslb.dns.fastpath import FastPath, wire_name
 from opengslb.dns.server import DNSResponder, QueryStats
 from opengslb.dns.view import AnsweringView, ServedState, build_view
+from opengslb.routing import Candidate
 
 ZONE = "gslb.example.com"
 
@@ -153,11 +155,12 @@ def assert_same_message(got: bytes, want: bytes) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 32), down=st.frozensets(st.sampled_from(ADDRESSES)),
-       batch=st.lists(queries(), min_size=1, max_size=25))
-def test_fast_path_answers_exactly_as_the_full_path(seed, down, batch):
+       stale=st.booleans(), batch=st.lists(queries(), min_size=1, max_size=25))
+def test_fast_path_answers_exactly_as_the_full_path(seed, down, stale, batch):
     """Fast-then-full gives the full path's bytes and counters, and the fast path takes
     every plain A/AAAA query with a healthy candidate."""
-    combined, reference, fast_stats, full_stats, fast = twin_responders(down=down, seed=seed)
+    config = bench_config(return_last_healthy=stale)
+    combined, reference, fast_stats, full_stats, fast = twin_responders(config, down, seed)
     for wire, params in batch:
         taken = fast.respond(wire, True)
         assert (taken is not None) == fast_path_should_answer(params, down), params
@@ -283,6 +286,36 @@ def test_rebuild_follows_health():
         assert reply.answer[0][0].address == "192.0.2.11"
 
 
+def test_health_rebuild_keeps_encoded_records_and_swaps_the_picker():
+    """A rebuild where only health changed reuses each domain's records but uses the
+    new view's picker."""
+    fast = FastPath.from_view(make_view(CONFIG, frozenset(), 0), QueryStats())
+    before = fast._domains[f"fo.{ZONE}"]
+    fast.rebuild(make_view(CONFIG, frozenset({"192.0.2.10"}), 0))
+    assert fast._domains[f"fo.{ZONE}"] is before
+    reply = dns.message.from_wire(fast.respond(query(f"fo.{ZONE}"), True))
+    assert reply.answer[0][0].address == "192.0.2.11"
+
+
+def test_rebuild_with_a_new_ttl_reencodes():
+    """A reload that changes a domain's TTL answers with the new TTL."""
+    fast = FastPath.from_view(make_view(CONFIG, frozenset(), 0), QueryStats())
+    changed = dataclasses.replace(CONFIG, domains=tuple(
+        dataclasses.replace(d, ttl=99) if d.name == f"fo.{ZONE}" else d for d in CONFIG.domains))
+    fast.rebuild(make_view(changed, frozenset(), 0))
+    reply = dns.message.from_wire(fast.respond(query(f"fo.{ZONE}"), True))
+    assert reply.answer[0].ttl == 99
+
+
+def test_rebuild_drops_removed_domains():
+    """A domain removed by a reload is no longer answered by the fast path."""
+    fast = FastPath.from_view(make_view(CONFIG, frozenset(), 0), QueryStats())
+    fewer = dataclasses.replace(CONFIG, domains=tuple(d for d in CONFIG.domains
+                                                      if d.name != f"fo.{ZONE}"))
+    fast.rebuild(make_view(fewer, frozenset(), 0))
+    assert fast.respond(query(f"fo.{ZONE}"), True) is None
+
+
 def test_rebuild_is_proportional_to_domains():
     """Every (domain, family with servers) is prepared; names sharing addresses share records."""
     regions = tuple(RegionConfig(f"r{i}", (ServerConfig(f"10.0.{i // 250}.{i % 250 + 1}"),
@@ -301,3 +334,24 @@ def test_wire_name_rejects_names_it_cannot_prepare():
     assert wire_name("a.example") == b"\x01a\x07example\x00"
     for bad in ("caf\u00e9.example", "a..example", "x" * 64 + ".example", ".".join(["x" * 60] * 5)):
         assert wire_name(bad) is None
+
+
+def test_a_candidate_the_view_did_not_prepare_is_encoded_on_the_fly():
+    """A picker may return a candidate outside the prepared set (e.g. a copy with another
+    order); it is answered and counted all the same."""
+    view = make_view(CONFIG, frozenset(), 0)
+    stranger = Candidate("203.0.113.9", 8443, "elsewhere", 1.0, True, order=99)
+    view.domains[f"rr.{ZONE}"].families[4].picker = FixedPicker(stranger)
+    stats = QueryStats()
+    fast = FastPath.from_view(view, stats)
+    reply = dns.message.from_wire(fast.respond(query(f"rr.{ZONE}"), True))
+    assert reply.answer[0][0].address == "203.0.113.9" and reply.answer[0].ttl == 15
+    assert stats.routing == {(f"rr.{ZONE}", "round-robin", "203.0.113.9:8443"): 1}
+
+
+class FixedPicker:
+    def __init__(self, candidate: Candidate) -> None:
+        self.candidate = candidate
+
+    def pick(self) -> Optional[Candidate]:
+        return self.candidate

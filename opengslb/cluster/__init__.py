@@ -1,0 +1,1 @@
+"""Cluster mode: Raft leadership, membership, keys and (later) gossip."""

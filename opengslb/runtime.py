@@ -1,0 +1,606 @@
+"""Runtime state → the answering view: overrides, registrations, expiry (SPEC §4, §6, §7.7).
+
+:class:`Runtime` sits between a runtime-state store (the standalone
+:class:`~opengslb.state.local.LocalStore` or the Raft-replicated store; both
+offer ``machine``, ``propose``, ``add_listener`` and ``writable``) and the
+:class:`~opengslb.core.Gslb` core:
+
+* **Effective weight** of a server = the override's weight when one is set,
+  else its base weight (the configured weight, or the registration's), times
+  :meth:`Runtime.bleed_factor`.  An override with ``enabled: false`` makes it
+  0; weight 0 removes the server from every algorithm's candidates.  Expired
+  overrides stop counting at once, before the leader's ``override.expire``
+  command removes them.
+* **Registered servers** (``service.register``) are candidates of every
+  domain listing their region, after the configured servers, in registration
+  order.  One whose registration carries a claim (``healthy`` true/false) is
+  judged by the claim from its last heartbeat; one without a claim is health
+  checked with its region's settings and starts unhealthy until its first
+  passing check.  A registration whose region is no longer configured, or
+  whose region+address is now a configured server (the configuration wins),
+  is kept in the store but not served.
+* **Vetoes** (filled by the overwatch work) make a server unhealthy while
+  active.
+* **Rebuilds**: every change of the store reconciles the health checks of
+  registered servers and asks the core for a view rebuild on the next
+  reactor turn (coalesced).
+* **Expiry**: on the leader (``is_leader()``), a ``LoopingCall`` every
+  :attr:`Runtime.EXPIRY_INTERVAL` seconds proposes ``service.expire`` for
+  registrations past their deadline and ``override.expire`` for expired
+  overrides, both carrying the leader's ``reactor.seconds()``.
+* **Coarse heartbeats** (SPEC §6): a heartbeat is proposed only when it
+  changes the claim or the signal, or when the replicated ``last_heartbeat``
+  is older than ``ttl/3``; otherwise it only updates an in-memory last-seen
+  time.  A registration's deadline is ``max(replicated last_heartbeat,
+  in-memory last seen, when this node became leader) + ttl``: a node that has
+  just become leader (or just started, standalone) grants every registration
+  one full ttl of grace, since the previous leader's last-seen times were
+  never replicated.
+
+Everything runs on the reactor thread; time is ``reactor.seconds()``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple
+
+from twisted.internet import defer
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from opengslb.config.model import Config, HealthCheckConfig, ServerConfig
+from opengslb.dns.view import ServedState
+from opengslb.health.tracker import ServerHealth, ServerKey
+from opengslb.state.machine import Command, Result, StateMachine, registration_servers, server_key
+
+log = Logger(namespace="opengslb.runtime")
+
+__all__ = ["NotFound", "Rejected", "Runtime", "Store", "WeightInfo", "WriteFailed"]
+
+#: Signal reason → the ``cluster.predictive_health`` entry holding its bleed duration.
+SIGNAL_SETTINGS = {"cpu_high": "cpu", "memory_high": "memory", "error_rate_high": "error_rate"}
+
+
+class Store(Protocol):
+    """A runtime-state store: LocalStore (standalone) or the Raft-replicated store."""
+
+    machine: StateMachine
+
+    @property
+    def writable(self) -> bool:
+        """Whether a write can be committed now (cluster: a leader is known)."""
+
+    def propose(self, command: Command) -> "defer.Deferred[Result]":
+        """Commit ``command``; fires its result once durable, fails when it cannot be committed."""
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every applied command (and restored snapshot)."""
+
+
+class WriteFailed(Exception):
+    """The store could not commit a write (no leader, timeout, disk): the API answers 503."""
+
+
+class Rejected(Exception):
+    """The state machine rejected a command; the message is its reason."""
+
+
+class NotFound(Exception):
+    """No such override or registration."""
+
+
+@dataclass(frozen=True)
+class WeightInfo:
+    """How a server's effective weight comes about.
+
+    ``base`` is the configured (or registered) weight; ``source`` is where
+    the weight before the bleed factor comes from: ``"config"``,
+    ``"registration"`` or ``"override"``.
+    """
+
+    base: int
+    effective: float
+    source: str
+
+
+def _never() -> float:
+    return float("-inf")
+
+
+class Runtime:
+    """Applies the runtime state to the core and runs the leader's expiry.
+
+    :param reactor: ``IReactorTime`` for time and the expiry loop.
+    :param gslb: the core (:class:`opengslb.core.Gslb`); the runtime attaches
+        itself to it at construction.
+    :param store: the runtime-state store (see :class:`Store`).
+    :param is_leader: whether this node may expire registrations and
+        overrides (standalone: always).
+    :param id_factory: new registration ids (uuid4 hex by default).
+
+    Call :meth:`start` once the store is open and :meth:`stop` at shutdown.
+    """
+
+    #: Seconds between two runs of the expiry loop.
+    EXPIRY_INTERVAL = 1.0
+    #: A heartbeat that changes nothing is replicated once the replicated
+    #: ``last_heartbeat`` is older than this fraction of the ttl.
+    REFRESH_FRACTION = 1.0 / 3.0
+
+    def __init__(self, reactor: Any, gslb: Any, store: Store,
+                 is_leader: Callable[[], bool] = lambda: True,
+                 id_factory: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
+        self._reactor = reactor
+        self._gslb = gslb
+        self._store = store
+        self._is_leader = is_leader
+        self._id_factory = id_factory
+        self._last_seen: Dict[str, float] = {}
+        self._refresh_proposed: Dict[str, float] = {}
+        self._leader_since: Optional[float] = None
+        self._checked: Set[ServerKey] = set()
+        self._extra: Dict[str, Tuple[ServerConfig, ...]] = {}
+        self._served: Dict[ServerKey, Dict[str, Any]] = {}
+        self._not_served: Dict[str, str] = {}  # registration id → why it is not served
+        self._next_override_expiry: Optional[float] = None
+        self._refresh_pending = False
+        self._loop: Optional[LoopingCall] = None
+        self._stopped = False
+        store.add_listener(self._state_changed)
+        gslb.attach_runtime(self)
+        self._reconcile()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    @property
+    def machine(self) -> StateMachine:
+        return self._store.machine
+
+    def start(self) -> None:
+        """Apply the (loaded) state and start the expiry loop."""
+        self._stopped = False
+        self._reconcile()
+        self._gslb.request_rebuild()
+        if self._loop is None:
+            self._loop = LoopingCall(self._tick)
+            self._loop.clock = self._reactor
+            self._loop.start(self.EXPIRY_INTERVAL, now=True).addErrback(
+                lambda f: log.failure("the runtime-state expiry loop died", failure=f))
+
+    def stop(self) -> None:
+        """Stop the expiry loop (a run in progress finishes on its own)."""
+        self._stopped = True
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+    # -- what the core asks (RuntimeInputs) ---------------------------------------
+
+    def extra_servers(self, region: str) -> Sequence[ServerConfig]:
+        """The served registrations of ``region`` in registration order."""
+        return self._extra.get(region, ())
+
+    def served_state(self, region: str, server: ServerConfig,
+                     health: Optional[ServerHealth]) -> ServedState:
+        """Served health and effective weight of a configured or registered server."""
+        key = ServerKey(region, server.address, server.port)
+        registration = self._served.get(key)
+        if registration is None:
+            healthy = health.healthy if health is not None else True
+            last_healthy = health.last_healthy if health is not None else None
+        else:
+            healthy, last_healthy = self._registration_health(registration, health)
+        if self._vetoed(key):
+            healthy = False
+        weight = self.weight_info(region, server.address, server.port).effective
+        return ServedState(healthy=healthy, weight=weight, last_healthy=last_healthy)
+
+    def config_changed(self) -> None:
+        """A reload swapped the configuration: re-judge which registrations are served."""
+        self._reconcile()
+
+    # -- effective weight -----------------------------------------------------------
+
+    def bleed_factor(self, key: ServerKey) -> float:
+        """The predictive-health multiplier of ``key``'s weight, from 0.0 to 1.0.
+
+        Always 1.0 here: no bleed is applied.  The distributed-health work
+        computes it from ``machine.signals`` (a ``bleed`` lowers it smoothly
+        to at most 0.05 over the reason's ``bleed_duration`` and a ``clear``
+        ramps it back over the same time, SPEC §7.6) and calls
+        ``gslb.request_rebuild()`` while a ramp is in progress.
+        """
+        return 1.0
+
+    def weight_info(self, region: str, address: str, port: int) -> WeightInfo:
+        """Base weight, effective weight and its source for one configured or registered server."""
+        key = ServerKey(region, address, port)
+        registration = self._served.get(key)
+        if registration is not None:
+            base, source = int(registration["weight"]), "registration"
+        else:
+            base, source = self._configured_weight(region, address, port), "config"
+        weight = float(base)
+        override = self.active_override(region, address)
+        if override is not None:
+            if override.get("enabled") is False:
+                weight, source = 0.0, "override"
+            elif override.get("weight") is not None:
+                weight, source = float(override["weight"]), "override"
+        return WeightInfo(base=base, effective=weight * self.bleed_factor(key), source=source)
+
+    def _configured_weight(self, region: str, address: str, port: int) -> int:
+        try:
+            servers = self._gslb.config.region(region).servers
+        except KeyError:
+            return 0
+        for server in servers:
+            if server.address == address and server.port == port:
+                return int(server.weight)
+        return 0
+
+    def active_override(self, region: str, address: str) -> Optional[Dict[str, Any]]:
+        """The override of region/address unless it has expired (a live record: do not change it)."""
+        override = self.machine.overrides.get(server_key(region, address))
+        if override is None:
+            return None
+        expires = override.get("expires_at")
+        if expires is not None and expires <= self._reactor.seconds():
+            return None
+        return override
+
+    def _vetoed(self, key: ServerKey) -> bool:
+        veto = self.machine.vetoes.get(server_key(key.region, key.address, key.port))
+        if veto is None:
+            return False
+        expires = veto.get("expires_at")
+        return expires is None or expires > self._reactor.seconds()
+
+    # -- registrations, read side ----------------------------------------------------
+
+    def _registration_health(self, registration: Dict[str, Any],
+                             health: Optional[ServerHealth]) -> Tuple[bool, Optional[float]]:
+        claim = registration.get("claim")
+        if claim is None:
+            if health is None:
+                return False, None
+            return health.healthy, health.last_healthy
+        if claim:
+            return True, self.last_seen(registration)
+        return False, None
+
+    def last_seen(self, registration: Dict[str, Any]) -> float:
+        """The latest heartbeat known here: replicated or only seen by this node."""
+        return max(float(registration["last_heartbeat"]),
+                   self._last_seen.get(registration["id"], _never()))
+
+    def expires_at(self, registration: Dict[str, Any]) -> float:
+        """When the leader expires ``registration`` if no heartbeat arrives (see the module doc)."""
+        start = self.last_seen(registration)
+        if self._leader_since is not None:
+            start = max(start, self._leader_since)
+        return start + float(registration["ttl"])
+
+    def registration_status(self, registration: Dict[str, Any]) -> Dict[str, Any]:
+        """What the API shows of one registration besides its record (raw numbers, not text).
+
+        ``served``: whether it is a candidate now; ``not_served``: why not
+        (``None`` when served); ``healthy``: the verdict DNS uses;
+        ``judged_by``: ``"claim"`` or ``"check"``; ``signal`` / ``veto``:
+        the replicated records or ``None``; ``last_seen``, ``expires_at``;
+        ``weight``: a :class:`WeightInfo`.
+        """
+        region, address, port = registration["region"], registration["address"], registration["port"]
+        key = ServerKey(region, address, port)
+        current = self._served.get(key)
+        served = current is not None and current["id"] == registration["id"]
+        health = self._gslb.health.get(key)
+        healthy, _ = self._registration_health(registration, health)
+        if not served or self._vetoed(key):
+            healthy = False
+        veto = self.machine.vetoes.get(server_key(region, address, port))
+        return {
+            "served": served,
+            "not_served": None if served else self._not_served.get(registration["id"], "not served"),
+            "healthy": healthy,
+            "judged_by": "check" if registration.get("claim") is None else "claim",
+            "signal": self.machine.signals.get(server_key(region, address, port)),
+            "veto": veto if self._vetoed(key) else None,
+            "last_seen": self.last_seen(registration),
+            "expires_at": self.expires_at(registration),
+            "weight": self.weight_info(region, address, port) if served
+            else WeightInfo(int(registration["weight"]), 0.0, "registration"),
+        }
+
+    def served_registrations(self, region: str) -> List[Dict[str, Any]]:
+        """The served registrations of ``region`` (live records), in order."""
+        return [self._served[ServerKey(region, s.address, s.port)] for s in self.extra_servers(region)]
+
+    def server_known(self, region: str, address: str) -> bool:
+        """Whether ``address`` is a configured server of ``region`` or a served registration there."""
+        try:
+            servers = self._gslb.config.region(region).servers
+        except KeyError:
+            return False
+        return (any(s.address == address for s in servers)
+                or any(s.address == address for s in self.extra_servers(region)))
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _propose(self, command: Command) -> "defer.Deferred[Any]":
+        """Propose ``command``; fires its value, fails with Rejected or WriteFailed."""
+        if not self._store.writable:
+            return defer.fail(WriteFailed("runtime state cannot be written now: no leader"))
+        try:
+            d = defer.maybeDeferred(self._store.propose, command)
+        except Exception as error:  # maybeDeferred catches; be safe with odd stores
+            return defer.fail(WriteFailed(str(error)))
+
+        def committed(result: Result) -> Any:
+            if not result.get("ok"):
+                raise Rejected(str(result.get("error")))
+            return result.get("value")
+
+        def not_committed(failure: Failure) -> None:
+            log.warn("runtime-state write {op} not committed: {error}", op=command.get("op"),
+                     error=failure.getErrorMessage(), event="runtime_write_failed")
+            raise WriteFailed(f"the write was not committed: {failure.getErrorMessage()}")
+
+        d.addCallbacks(committed, not_committed)
+        return d
+
+    def set_override(self, region: str, address: str, weight: Optional[int],
+                     enabled: Optional[bool], reason: str, ttl: Optional[float]
+                     ) -> "defer.Deferred[Dict[str, Any]]":
+        """Replace the override of region/address; fires the stored record."""
+        now = self._reactor.seconds()
+        command = {"op": "override.set", "region": region, "address": address, "weight": weight,
+                   "enabled": enabled, "reason": reason, "at": now,
+                   "expires_at": None if ttl is None else now + ttl}
+
+        def done(record: Dict[str, Any]) -> Dict[str, Any]:
+            log.info("override of {server} in {region}: weight {weight}, enabled {enabled} "
+                     "({reason})", server=address, region=region, weight=weight, enabled=enabled,
+                     reason=reason, event="override_set")
+            return record
+
+        return self._propose(command).addCallback(done)
+
+    def delete_override(self, region: str, address: str) -> "defer.Deferred[Dict[str, Any]]":
+        """Remove the override of region/address; fires the removed record, NotFound when none."""
+        if server_key(region, address) not in self.machine.overrides:
+            return defer.fail(NotFound(f"no override for {address} in region {region}"))
+
+        def done(record: Dict[str, Any]) -> Dict[str, Any]:
+            log.info("override of {server} in {region} removed", server=address, region=region,
+                     event="override_deleted")
+            return record
+
+        d = self._propose({"op": "override.delete", "region": region, "address": address})
+        return d.addCallbacks(done, _not_found_if_rejected(
+            f"no override for {address} in region {region}"))
+
+    def register(self, region: str, address: str, port: int, weight: int, ttl: float,
+                 healthy: Optional[bool], agent: Optional[str]
+                 ) -> "defer.Deferred[Tuple[Dict[str, Any], bool]]":
+        """Register (or re-register) a server; fires ``(record, created)``.
+
+        The same region+address+port keeps its id; a new one gets a fresh
+        id chosen here, before proposing.
+        """
+        existing = self.machine.find_registration(region, address, port)
+        rid = existing["id"] if existing is not None else self._id_factory()
+        now = self._reactor.seconds()
+        command = {"op": "service.register", "id": rid, "region": region, "address": address,
+                   "port": port, "weight": weight, "ttl": ttl, "healthy": healthy, "agent": agent,
+                   "at": now}
+
+        def done(value: Dict[str, Any]) -> Tuple[Dict[str, Any], bool]:
+            created = bool(value.pop("created", False))
+            self._last_seen[value["id"]] = now
+            if created:
+                log.info("registered {server}:{port} in {region} (id {id}, ttl {ttl:g}s, agent {agent})",
+                         server=address, port=port, region=region, id=value["id"], ttl=ttl,
+                         agent=agent, event="service_registered")
+            record = self.machine.registrations.get(value["id"], value)
+            return record, created
+
+        return self._propose(command).addCallback(done)
+
+    def heartbeat(self, rid: str, healthy: Optional[bool], signal: Optional[Dict[str, Any]]
+                  ) -> "defer.Deferred[Dict[str, Any]]":
+        """Record a heartbeat carrying the claim ``healthy`` (``None``: no claim) and ``signal``.
+
+        Proposed only when the claim or the signal changes or the replicated
+        last heartbeat is older than ttl/3; fires the registration record;
+        NotFound for an unknown id.
+        """
+        registration = self.machine.registrations.get(rid)
+        if registration is None:
+            return defer.fail(NotFound(f"no registration {rid}"))
+        now = self._reactor.seconds()
+        self._last_seen[rid] = max(now, self._last_seen.get(rid, _never()))
+        changed = registration.get("claim") != healthy or self._signal_changes(registration, signal)
+        replicated = max(float(registration["last_heartbeat"]), self._refresh_proposed.get(rid, _never()))
+        if not changed and now - replicated < float(registration["ttl"]) * self.REFRESH_FRACTION:
+            return defer.succeed(registration)
+        command: Command = {"op": "service.heartbeat", "id": rid, "at": now, "healthy": healthy}
+        if signal is not None:
+            command["signal"] = self._signal_command(signal)
+        self._refresh_proposed[rid] = now
+
+        def failed(failure: Failure) -> Failure:
+            if self._refresh_proposed.get(rid) == now:
+                del self._refresh_proposed[rid]
+            return failure
+
+        claim_changed = registration.get("claim") != healthy
+
+        def done(_: Any) -> Dict[str, Any]:
+            if claim_changed:
+                log.info("registration {id} ({server}) now claims {claim}", id=rid,
+                         server=f"{registration['address']}:{registration['port']}",
+                         claim={True: "healthy", False: "unhealthy", None: "nothing"}[healthy],
+                         event="service_claim")
+            return self.machine.registrations.get(rid, registration)
+
+        d = self._propose(command).addErrback(failed)
+        return d.addCallbacks(done, _not_found_if_rejected(f"no registration {rid}"))
+
+    def deregister(self, rid: str) -> "defer.Deferred[Dict[str, Any]]":
+        """Remove a registration; fires the removed record, NotFound for an unknown id."""
+        if rid not in self.machine.registrations:
+            return defer.fail(NotFound(f"no registration {rid}"))
+
+        def done(record: Dict[str, Any]) -> Dict[str, Any]:
+            log.info("deregistered {id} ({server}:{port} in {region})", id=rid,
+                     server=record["address"], port=record["port"], region=record["region"],
+                     event="service_deregistered")
+            return record
+
+        d = self._propose({"op": "service.deregister", "id": rid})
+        return d.addCallbacks(done, _not_found_if_rejected(f"no registration {rid}"))
+
+    def _signal_changes(self, registration: Dict[str, Any], signal: Optional[Dict[str, Any]]) -> bool:
+        if signal is None:
+            return False
+        current = self.machine.signals.get(
+            server_key(registration["region"], registration["address"], registration["port"]))
+        active = current is not None and current.get("cleared_at") is None
+        if signal.get("type") == "clear":
+            return active
+        return not active or current is None or current.get("reason") != signal.get("reason")
+
+    def _signal_command(self, signal: Dict[str, Any]) -> Dict[str, Any]:
+        """A heartbeat's signal as the command carries it (with the configured bleed duration)."""
+        if signal.get("type") != "bleed":
+            return {"type": "clear"}
+        settings = self._gslb.config.cluster.predictive_health
+        entry = getattr(settings, SIGNAL_SETTINGS.get(str(signal.get("reason")), "cpu"))
+        return {"type": "bleed", "reason": signal.get("reason"), "value": signal.get("value"),
+                "threshold": signal.get("threshold"), "bleed_duration": entry.bleed_duration}
+
+    # -- reacting to the store ------------------------------------------------------------
+
+    def _state_changed(self) -> None:
+        if not self._refresh_pending:
+            self._refresh_pending = True
+            self._reactor.callLater(0, self._refresh)
+
+    def _refresh(self) -> None:
+        self._refresh_pending = False
+        self._reconcile()
+        self._gslb.request_rebuild()
+
+    def _reconcile(self) -> None:
+        """Recompute the served registrations and the health checks of claimless ones."""
+        config: Config = self._gslb.config
+        regions = {r.name: r for r in config.regions}
+        configured = {(r.name, s.address) for r in config.regions for s in r.servers}
+        configured_keys = {ServerKey(r.name, s.address, s.port) for r in config.regions for s in r.servers}
+        extra: Dict[str, List[ServerConfig]] = {}
+        served: Dict[ServerKey, Dict[str, Any]] = {}
+        not_served: Dict[str, str] = {}
+        checked: Dict[ServerKey, Tuple[ServerConfig, HealthCheckConfig]] = {}
+        for region, registration in registration_servers(self.machine):
+            rid, address = registration["id"], registration["address"]
+            if region not in regions:
+                not_served[rid] = f"region {region} is not in the configuration"
+            elif (region, address) in configured:
+                not_served[rid] = f"{address} is a configured server of region {region}"
+            if rid in not_served:
+                if self._not_served.get(rid) != not_served[rid]:
+                    log.warn("registration {id} is not served: {why}", id=rid, why=not_served[rid],
+                             event="service_not_served")
+                continue
+            server = ServerConfig(address=address, port=int(registration["port"]),
+                                  weight=int(registration["weight"]))
+            key = ServerKey(region, address, server.port)
+            extra.setdefault(region, []).append(server)
+            served[key] = registration
+            if registration.get("claim") is None:
+                checked[key] = (server, regions[region].health_check)
+        self._extra = {region: tuple(servers) for region, servers in extra.items()}
+        self._served = served
+        self._not_served = not_served
+        self._reconcile_checks(checked, configured_keys)
+        known = set(self.machine.registrations)
+        for table in (self._last_seen, self._refresh_proposed):
+            for rid in [r for r in table if r not in known]:
+                del table[rid]
+        expiries = [o["expires_at"] for o in self.machine.overrides.values()
+                    if o.get("expires_at") is not None]
+        self._next_override_expiry = min(expiries) if expiries else None
+
+    def _reconcile_checks(self, wanted: Dict[ServerKey, Tuple[ServerConfig, HealthCheckConfig]],
+                          configured: Set[ServerKey]) -> None:
+        health = self._gslb.health
+        try:
+            for key in self._checked - set(wanted):
+                if key not in configured:
+                    health.remove_server(key)
+            for key, (server, settings) in wanted.items():
+                health.add_server(key, server, settings, initial_healthy=False)
+        except RuntimeError:  # the health manager is stopped: shutting down
+            return
+        self._checked = set(wanted)
+
+    # -- the expiry loop ---------------------------------------------------------------------
+
+    def _tick(self) -> "defer.Deferred[Any]":
+        """One run of the expiry loop; never fails (errors are logged)."""
+        now = self._reactor.seconds()
+        try:
+            leader = bool(self._is_leader())
+        except Exception:
+            log.failure("is_leader() failed; treating this node as not the leader")
+            leader = False
+        if leader and self._leader_since is None:
+            self._leader_since = now
+            if self.machine.registrations:
+                log.info("leading: {count} registrations get one ttl of grace from now",
+                         count=len(self.machine.registrations), event="runtime_leader")
+        elif not leader:
+            self._leader_since = None
+        if self._next_override_expiry is not None and self._next_override_expiry <= now:
+            # The override stopped counting now, whoever proposes its removal.
+            self._next_override_expiry = None
+            self._gslb.request_rebuild()
+        if not leader or self._stopped or not self._store.writable:
+            return defer.succeed(None)
+        proposals: List["defer.Deferred[Any]"] = []
+        expired = [rid for rid, registration in self.machine.registrations.items()
+                   if self.expires_at(registration) <= now]
+        if expired:
+            for rid in expired:
+                registration = self.machine.registrations[rid]
+                log.info("registration {id} ({server}:{port} in {region}) expired: no heartbeat "
+                         "for {ttl:g}s", id=rid, server=registration["address"],
+                         port=registration["port"], region=registration["region"],
+                         ttl=float(registration["ttl"]), event="service_expired")
+            proposals.append(self._propose({"op": "service.expire", "at": now, "ids": expired}))
+        if any(o.get("expires_at") is not None and o["expires_at"] <= now
+               for o in self.machine.overrides.values()):
+            proposals.append(self._propose({"op": "override.expire", "at": now}))
+        if not proposals:
+            return defer.succeed(None)
+
+        def logged(failure: Failure) -> None:
+            log.warn("runtime-state expiry not committed: {error}", error=failure.getErrorMessage(),
+                     event="runtime_expiry_failed")
+
+        return defer.DeferredList([p.addErrback(logged) for p in proposals])
+
+
+def _not_found_if_rejected(message: str) -> Callable[[Failure], Failure]:
+    """An errback turning a Rejected (the thing vanished meanwhile) into NotFound."""
+
+    def convert(failure: Failure) -> Failure:
+        if failure.check(Rejected):
+            return Failure(NotFound(message))
+        return failure
+
+    return convert

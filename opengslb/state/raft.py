@@ -1,0 +1,657 @@
+"""Raft through pysyncobj — the only module that imports pysyncobj.
+
+pysyncobj runs its own tick thread.  This module bridges it to the reactor:
+
+* replicated writes (:meth:`RaftNode.propose`) return Deferreds with a
+  timeout; their results arrive on the reactor thread;
+* after every tick the tick thread publishes an immutable
+  :class:`RaftStatus` (state, leader, term, members, a leader *lease*) that
+  the reactor reads without locks, and leadership or membership changes are
+  delivered on the reactor thread;
+* the replicated method never raises (a raising method wedges pysyncobj);
+* every applied command is mirrored, in order, into a reactor-side
+  :class:`StateMachine` that the rest of the program reads.
+
+Three additions to plain pysyncobj make leader-only DNS safe and stable:
+
+* **Lease.** The leader may answer only while a majority acknowledged it
+  within ``leaderFallbackTimeout`` (0.8 × the minimum election timeout), on
+  the monotonic clock.  A leader resumed after SIGSTOP finds its lease
+  expired before it can answer anything queued in its sockets.
+* **Leader stickiness.** A node that heard from a live leader within the
+  lease time ignores vote requests (Raft thesis §4.2.3), unless the request
+  comes from the target of a leadership transfer.
+* **Pre-vote.** A node whose election timer fires first asks the others
+  whether they would vote for it (Raft thesis §9.6); only with a majority of
+  "yes" does it raise its term and start a real election.  A restarted or
+  partitioned node therefore cannot bump terms and cut itself off from a
+  leader that is alive.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+
+from cryptography.fernet import InvalidToken
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.transport import TCPTransport
+from pysyncobj.utility import TcpUtility, UtilityException
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+
+from opengslb.cluster.keys import raft_password
+from opengslb.config.model import ClusterConfig
+from opengslb.state.local import check_data_dir, write_atomically
+from opengslb.state.machine import Command, Result, StateMachine
+
+log = Logger(namespace="opengslb.cluster")
+
+PYSYNCOBJ_VERSION = "0.3.17"
+MEMBERS_FILE = "members.json"
+JOURNAL_FILE = "raft.journal"
+SNAPSHOT_FILE = "raft.snapshot"
+
+_STATE_NAMES = {0: "Follower", 1: "Candidate", 2: "Leader"}
+_FAIL_NAMES = {v: k.lower() for k, v in vars(FAIL_REASON).items() if not k.startswith("_")}
+
+
+class ProposalFailed(Exception):
+    """A replicated write was not committed (no leader, timeout, leader change)."""
+
+
+@dataclass(frozen=True)
+class RaftTiming:
+    """pysyncobj timing derived from ``cluster.raft`` (SPEC §2)."""
+
+    min_timeout: float
+    max_timeout: float
+    append_entries_period: float
+    leader_fallback: float
+
+    @classmethod
+    def from_config(cls, cluster: ClusterConfig) -> "RaftTiming":
+        election = cluster.raft.election_timeout
+        return cls(min_timeout=election / 2, max_timeout=election,
+                   append_entries_period=cluster.raft.heartbeat_timeout / 10,
+                   leader_fallback=0.8 * (election / 2))
+
+
+@dataclass(frozen=True)
+class RaftStatus:
+    """What the tick thread last saw.  ``lease_until`` is on time.monotonic()."""
+
+    state: str = "Follower"
+    term: int = 0
+    commit_index: int = 0
+    leader: Optional[str] = None
+    self_address: str = ""
+    members: Tuple[str, ...] = ()
+    connected: FrozenSet[str] = frozenset()
+    leader_ready: bool = False  # leader that has committed an entry of its own term
+    lease_until: float = 0.0
+
+    @property
+    def is_leader(self) -> bool:
+        return self.state == "Leader"
+
+    def serving(self, now: Optional[float] = None) -> bool:
+        """True while this node may answer with data: a ready leader holding its lease."""
+        return self.leader_ready and (time.monotonic() if now is None else now) < self.lease_until
+
+
+class _MachineConsumer(SyncObjConsumer):
+    """The replicated state machine.  Applied on pysyncobj's tick thread."""
+
+    def __init__(self, on_apply: Callable[[Command], None], on_restore: Callable[[Dict[str, Any]], None]) -> None:
+        super().__init__()
+        self._machine = StateMachine()
+        self._on_apply = on_apply
+        self._on_restore = on_restore
+
+    @replicated
+    def apply_command(self, command: Command) -> Result:
+        try:
+            result = self._machine.apply(command)
+        except Exception as error:  # never let pysyncobj see an exception
+            result = {"ok": False, "error": f"internal error: {error}"}
+        if result.get("ok"):
+            self._on_apply(command)
+        return result
+
+    def _serialize(self) -> Dict[str, Any]:
+        return {"machine": self._machine.snapshot()}
+
+    def _deserialize(self, data: Dict[str, Any]) -> None:
+        snapshot = data["machine"]
+        self._machine.restore(snapshot)
+        self._on_restore(self._machine.snapshot())
+
+
+class _CountingEncryptor:
+    """Wraps pysyncobj's Fernet to count packets that fail authentication."""
+
+    def __init__(self, inner: Any, on_reject: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_reject = on_reject
+
+    def encrypt_at_time(self, data: bytes, at: int) -> bytes:
+        return self._inner.encrypt_at_time(data, at)
+
+    def extract_timestamp(self, data: bytes) -> int:
+        try:
+            return self._inner.extract_timestamp(data)
+        except InvalidToken:
+            self._on_reject()
+            raise
+
+    def decrypt(self, data: bytes) -> bytes:
+        try:
+            return self._inner.decrypt(data)
+        except InvalidToken:
+            self._on_reject()
+            raise
+
+
+class _Transport(TCPTransport):
+    """Marks vote requests sent by the target of a leadership transfer."""
+
+    def send(self, node: Any, message: Any) -> bool:
+        sync = self._syncObj
+        if (isinstance(message, dict) and message.get("type") == "request_vote"
+                and time.monotonic() < getattr(sync, "_transfer_election_until", 0.0)):
+            message = dict(message, transfer=True)
+        return super().send(node, message)
+
+
+class _SyncObj(SyncObj):
+    """SyncObj plus lease publication, leader stickiness and key-failure counting."""
+
+    def __init__(self, self_address: str, others: List[str], conf: SyncObjConf,
+                 consumer: _MachineConsumer, timing: RaftTiming, on_reject: Callable[[], None],
+                 publish: Callable[["RaftStatus"], None]) -> None:
+        self._timing = timing
+        self._last_leader_contact = 0.0
+        self._transfer_election_until = 0.0
+        self._publish = publish
+        self._self_address = self_address
+        self._encryptor_wrapper: Optional[_CountingEncryptor] = None
+        self._on_reject = on_reject
+        self._prevote_round = 0
+        self._prevote_grants: set = set()
+        self._prevote_granted_at = -math.inf
+        super().__init__(self_address, others, conf, consumers=[consumer], transportClass=_Transport)
+        self.addOnTickCallback(self._after_tick)
+
+    @property
+    def encryptor(self) -> Any:
+        inner = self._SyncObj__encryptor  # type: ignore[attr-defined]
+        if inner is None:
+            return None
+        if self._encryptor_wrapper is None:
+            self._encryptor_wrapper = _CountingEncryptor(inner, self._on_reject)
+        return self._encryptor_wrapper
+
+    # -- pre-vote -----------------------------------------------------------------
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        self._prevote_gate()
+        super()._onTick(timeToWait)
+
+    def _prevote_gate(self) -> None:
+        """Hold back an expired election timer until a majority grants a pre-vote."""
+        if self._SyncObj__raftState == 2 or self._SyncObj__selfNode is None:  # type: ignore[attr-defined]
+            return
+        now = time.monotonic()
+        if self._SyncObj__raftElectionDeadline >= now:  # type: ignore[attr-defined]
+            return
+        others = self._SyncObj__otherNodes  # type: ignore[attr-defined]
+        if not others or now < self._transfer_election_until:
+            return  # a single node, or the target of a leadership transfer: elect at once
+        if now - self._prevote_granted_at < self._timing.max_timeout:
+            return  # a majority said yes: let pysyncobj run the election now
+        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()  # type: ignore[attr-defined]
+        self._prevote_round += 1
+        self._prevote_grants = {self._self_address}
+        message = {"type": "opengslb_prevote", "round": self._prevote_round,
+                   "term": self._SyncObj__raftCurrentTerm + 1,  # type: ignore[attr-defined]
+                   "last_log_index": self._SyncObj__getCurrentLogIndex(),  # type: ignore[attr-defined]
+                   "last_log_term": self._SyncObj__getCurrentLogTerm()}  # type: ignore[attr-defined]
+        for node in others:
+            self._SyncObj__transport.send(node, message)  # type: ignore[attr-defined]
+
+    def _answer_prevote(self, node: Any, message: Dict[str, Any], now: float) -> None:
+        my_term = self._SyncObj__getCurrentLogTerm()  # type: ignore[attr-defined]
+        my_index = self._SyncObj__getCurrentLogIndex()  # type: ignore[attr-defined]
+        log_ok = (message["last_log_term"], message["last_log_index"]) >= (my_term, my_index)
+        if self._SyncObj__raftState == 2:  # type: ignore[attr-defined]
+            leader_alive = self._lease_until(now) > now
+        else:
+            leader_alive = now - self._last_leader_contact < self._timing.leader_fallback
+        granted = (log_ok and not leader_alive
+                   and message["term"] > self._SyncObj__raftCurrentTerm)  # type: ignore[attr-defined]
+        self._SyncObj__transport.send(node, {"type": "opengslb_prevote_response",  # type: ignore[attr-defined]
+                                             "round": message["round"], "granted": granted})
+
+    def _count_prevote(self, node: Any, message: Dict[str, Any], now: float) -> None:
+        if message.get("round") != self._prevote_round or not message.get("granted"):
+            return
+        self._prevote_grants.add(node.id)
+        members = len(self._SyncObj__otherNodes) + 1  # type: ignore[attr-defined]
+        if len(self._prevote_grants) > members / 2:
+            self._prevote_granted_at = now
+            self._SyncObj__raftElectionDeadline = 0  # type: ignore[attr-defined]
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
+        kind = message.get("type") if isinstance(message, dict) else None
+        now = time.monotonic()
+        if kind == "opengslb_prevote":
+            self._answer_prevote(node, message, now)
+            return
+        if kind == "opengslb_prevote_response":
+            self._count_prevote(node, message, now)
+            return
+        if kind == "append_entries":
+            self._last_leader_contact = now
+        elif kind == "timeout_now":
+            self._transfer_election_until = now + self._timing.max_timeout
+        elif kind == "request_vote" and not message.get("transfer"):
+            state = self._SyncObj__raftState  # type: ignore[attr-defined]
+            if state == 2:  # leader: keep leading while holding a majority
+                if self._lease_until(now) > now:
+                    return
+            elif now - self._last_leader_contact < self._timing.leader_fallback:
+                return  # a live leader exists: do not let a stray candidate disrupt it
+        SyncObj._SyncObj__onMessageReceived(self, node, message)  # type: ignore[attr-defined]
+
+    def _lease_until(self, now: float) -> float:
+        others = self._SyncObj__otherNodes  # type: ignore[attr-defined]
+        need = (len(others) + 1) // 2  # other nodes needed for a majority
+        if need == 0:
+            return math.inf
+        times = sorted((self._SyncObj__lastResponseTime.get(n, 0.0) for n in others),  # type: ignore[attr-defined]
+                       reverse=True)
+        if len(times) < need:
+            return 0.0
+        return times[need - 1] + self._timing.leader_fallback
+
+    def _after_tick(self) -> None:
+        """Runs on the tick thread after every tick: publish a fresh status."""
+        state = self._SyncObj__raftState  # type: ignore[attr-defined]
+        leader = self._SyncObj__raftLeader  # type: ignore[attr-defined]
+        others = self._SyncObj__otherNodes  # type: ignore[attr-defined]
+        connected = self._SyncObj__connectedNodes  # type: ignore[attr-defined]
+        commit = self._SyncObj__raftCommitIndex  # type: ignore[attr-defined]
+        noop = self._SyncObj__noopIDx  # type: ignore[attr-defined]
+        now = time.monotonic()
+        is_leader = state == 2
+        self._publish(RaftStatus(
+            state=_STATE_NAMES.get(state, "Follower"),
+            term=self._SyncObj__raftCurrentTerm,  # type: ignore[attr-defined]
+            commit_index=commit,
+            leader=leader.id if leader is not None else None,
+            self_address=self._self_address,
+            members=tuple(sorted([self._self_address] + [n.id for n in others])),
+            connected=frozenset(n.id for n in connected),
+            leader_ready=is_leader and noop is not None and commit >= noop
+            and self._SyncObj__raftLastApplied >= noop,  # type: ignore[attr-defined]
+            lease_until=self._lease_until(now) if is_leader else 0.0,
+        ))
+
+
+def _admin(address: str, command: List[Any], password: str, timeout: float) -> Any:
+    """Run one pysyncobj admin command on ``address`` (blocking: call it in a thread)."""
+    return TcpUtility(password=password, timeout=timeout).executeCommand(address, command)
+
+
+def _members_from_status(status: Dict[str, Any]) -> List[str]:
+    members = [status["self"].id] if status.get("self") is not None else []
+    prefix = "partner_node_status_server_"
+    members += [key[len(prefix):] for key in status if key.startswith(prefix)]
+    return sorted(set(members))
+
+
+class RaftNode:
+    """One cluster member's Raft participation, driven from the reactor.
+
+    :meth:`start` (a Deferred) resumes from the data directory, bootstraps or
+    joins.  Status listeners run on the reactor thread whenever leadership,
+    term or membership changes; state listeners after every applied command.
+    ``machine`` is the reactor-side mirror of the replicated state.
+    """
+
+    def __init__(self, reactor: Any, cluster: ClusterConfig, propose_timeout: float = 5.0) -> None:
+        self.reactor = reactor
+        self.cluster = cluster
+        self.propose_timeout = propose_timeout
+        self.machine = StateMachine()
+        self.status = RaftStatus(self_address=self.address)
+        self.rejected_packets = 0
+        self.elections = 0
+        self.last_election: Optional[float] = None
+        self._listeners: List[Callable[[RaftStatus], None]] = []
+        self._state_listeners: List[Callable[[], None]] = []
+        self._sync: Optional[_SyncObj] = None
+        self._consumer: Optional[_MachineConsumer] = None
+        self._joined_through: List[str] = []
+
+    # -- identity and files ---------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """This node's identity: its advertise address (else the bind address)."""
+        return self.cluster.advertise_address or f"{self.cluster.bind_address.host}:{self.cluster.bind_address.port}"
+
+    @property
+    def data_dir(self) -> str:
+        return self.cluster.raft.data_dir
+
+    @property
+    def timing(self) -> RaftTiming:
+        return RaftTiming.from_config(self.cluster)
+
+    @property
+    def password(self) -> str:
+        return raft_password(self.cluster.gossip.encryption_key)
+
+    def _members_path(self) -> str:
+        return os.path.join(self.data_dir, MEMBERS_FILE)
+
+    def has_state(self) -> bool:
+        """True when the data directory already holds this node's cluster state."""
+        return os.path.exists(self._members_path())
+
+    def _save_members(self, members: Tuple[str, ...]) -> None:
+        data = json.dumps({"self": self.address, "members": list(members)}, indent=2).encode()
+        write_atomically(self._members_path(), data)
+
+    def _load_members(self) -> List[str]:
+        with open(self._members_path(), "rb") as handle:
+            saved = json.loads(handle.read())
+        if saved.get("self") != self.address:
+            raise ValueError(f"{self._members_path()} belongs to {saved.get('self')}, not {self.address}")
+        return list(saved["members"])
+
+    # -- start and stop --------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def start(self, bootstrap: bool, join: List[str]) -> Any:
+        """Resume from the data dir, bootstrap a new cluster, or join through ``join``.
+
+        Resuming wins whenever the data dir holds state (so ``--bootstrap`` in a
+        shared file is safe).  Fails with a clear exception otherwise.
+        """
+        check_data_dir(self.data_dir)
+        if self.has_state():
+            members = self._load_members()
+            log.info("rejoining the cluster from {dir} as {address} ({count} members)",
+                     dir=self.data_dir, address=self.address, count=len(members), event="raft_resume")
+        elif bootstrap:
+            members = [self.address]
+            log.info("bootstrapping a new cluster as {address}", address=self.address,
+                     event="raft_bootstrap")
+        elif join:
+            members = yield self._join(join)
+            self._joined_through = list(join)
+        else:
+            raise RuntimeError("this node has no cluster state: start it with --bootstrap (first node) "
+                               "or --join HOST:PORT (an existing member)")
+        self._save_members(tuple(sorted(set(members))))
+        self._start_syncobj([m for m in members if m != self.address])
+        if self._joined_through:
+            self.reactor.callLater(3.0, self._ensure_joined, 10)
+        return None
+
+    def _ensure_joined(self, attempts_left: int) -> None:
+        """Re-send the add request while no leader talks to us (a concurrent change was refused)."""
+        if self._sync is None or self.status.leader is not None or attempts_left <= 0:
+            return
+        for seed in self._joined_through:
+            self._send_add(seed, self.password)
+        self.reactor.callLater(3.0, self._ensure_joined, attempts_left - 1)
+
+    def _start_syncobj(self, others: List[str]) -> None:
+        timing = self.timing
+        raft = self.cluster.raft
+        conf = SyncObjConf(
+            password=self.password,
+            raftMinTimeout=timing.min_timeout, raftMaxTimeout=timing.max_timeout,
+            appendEntriesPeriod=timing.append_entries_period,
+            leaderFallbackTimeout=timing.leader_fallback,
+            connectionRetryTime=0.5, connectionTimeout=max(2.0, 3 * timing.max_timeout),
+            journalFile=os.path.join(self.data_dir, JOURNAL_FILE),
+            fullDumpFile=os.path.join(self.data_dir, SNAPSHOT_FILE),
+            logCompactionMinEntries=raft.snapshot_threshold, logCompactionMinTime=raft.snapshot_interval,
+            useFork=False, commandsWaitLeader=False, dynamicMembershipChange=True,
+            bindAddress=f"{self.cluster.bind_address.host or '0.0.0.0'}:{self.cluster.bind_address.port}",
+            autoTickPeriod=0.02,
+        )
+        consumer = _MachineConsumer(on_apply=self._applied_on_tick, on_restore=self._restored_on_tick)
+        self._sync = _SyncObj(self.address, others, conf, consumer, timing,
+                              on_reject=self._rejected_on_tick, publish=self._published_on_tick)
+        self._consumer = consumer
+
+    def stop(self) -> "defer.Deferred[None]":
+        """Hand leadership over when leading, then stop pysyncobj (off the reactor thread)."""
+        sync = self._sync
+        if sync is None:
+            return defer.succeed(None)
+        d: defer.Deferred[Any] = defer.succeed(None)
+        if self.status.is_leader and len(self.status.members) > 1:
+            d = self.transfer_leadership()
+            d.addErrback(lambda f: log.warn("leadership transfer before exit failed: {e}",
+                                            e=f.getErrorMessage()))
+        def destroy(_: Any) -> Any:
+            self._sync = None
+            return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                             sync.destroy_synchronous)
+        d.addCallback(destroy)
+        return d
+
+    # -- tick thread → reactor ---------------------------------------------------------
+
+    def _applied_on_tick(self, command: Command) -> None:
+        self.reactor.callFromThread(self._mirror_apply, command)
+
+    def _restored_on_tick(self, snapshot: Dict[str, Any]) -> None:
+        self.reactor.callFromThread(self._mirror_restore, snapshot)
+
+    def _rejected_on_tick(self) -> None:
+        self.reactor.callFromThread(self._count_rejected)
+
+    def _published_on_tick(self, status: RaftStatus) -> None:
+        previous = self.status
+        self.status = status  # atomic reference swap: readers see old or new, never a mix
+        if (previous.state, previous.leader, previous.members, previous.leader_ready) != (
+                status.state, status.leader, status.members, status.leader_ready):
+            self.reactor.callFromThread(self._status_changed, previous, status)
+
+    def _mirror_apply(self, command: Command) -> None:
+        self.machine.apply(command)
+        for listener in self._state_listeners:
+            listener()
+
+    def _mirror_restore(self, snapshot: Dict[str, Any]) -> None:
+        self.machine.restore(snapshot)
+        for listener in self._state_listeners:
+            listener()
+
+    def _count_rejected(self) -> None:
+        self.rejected_packets += 1
+        log.warn("rejected a cluster packet that failed authentication (wrong cluster key?)",
+                 event="raft_packet_rejected")
+
+    def _status_changed(self, previous: RaftStatus, status: RaftStatus) -> None:
+        if status.state == "Candidate" and previous.state != "Candidate":
+            self.elections += 1
+            self.last_election = self.reactor.seconds()
+        if previous.state != status.state or previous.leader != status.leader:
+            log.info("raft: {state} (term {term}, leader {leader})", state=status.state,
+                     term=status.term, leader=status.leader or "none", event="leadership")
+        if previous.members != status.members and status.members:
+            try:
+                self._save_members(status.members)
+            except OSError as error:
+                log.error("cannot save the member list: {error}", error=error)
+        for listener in self._listeners:
+            listener(status)
+
+    # -- public API (reactor thread) -------------------------------------------------------
+
+    def add_status_listener(self, listener: Callable[[RaftStatus], None]) -> None:
+        self._listeners.append(listener)
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every applied command or restored snapshot."""
+        self._state_listeners.append(listener)
+
+    @property
+    def writable(self) -> bool:
+        return self.status.leader is not None
+
+    def serving(self) -> bool:
+        return self.status.serving()
+
+    def propose(self, command: Command) -> "defer.Deferred[Result]":
+        """Replicate ``command``; fires with its result once committed and applied here.
+
+        Fails with :class:`ProposalFailed` when there is no leader, the leader
+        changed, or nothing committed within ``propose_timeout``.
+        """
+        sync = self._sync
+        if sync is None:
+            return defer.fail(ProposalFailed("cluster is not running"))
+        d: defer.Deferred[Result] = defer.Deferred()
+
+        def on_result(result: Any, error: Any) -> None:
+            self.reactor.callFromThread(self._deliver, d, result, error)
+
+        self._consumer.apply_command(command, callback=on_result)
+        d.addTimeout(self.propose_timeout, self.reactor,
+                     onTimeoutCancel=lambda *_: ProposalFailed("write not committed in time"))
+        return d
+
+    def _deliver(self, d: "defer.Deferred[Result]", result: Any, error: Any) -> None:
+        if d.called:
+            return
+        if error == FAIL_REASON.SUCCESS:
+            d.callback(result)
+        else:
+            d.errback(ProposalFailed(f"write not committed: {_FAIL_NAMES.get(error, error)}"))
+
+    def _run_on_tick(self, function: Callable[[Any], Any]) -> "defer.Deferred[Any]":
+        """Run ``function(syncobj)`` on the tick thread once; its result arrives on the reactor."""
+        sync = self._sync
+        if sync is None:
+            return defer.fail(ProposalFailed("cluster is not running"))
+        d: defer.Deferred[Any] = defer.Deferred()
+
+        def once() -> None:
+            sync.removeOnTickCallback(once)
+            try:
+                function(sync)
+            except Exception as error:
+                self.reactor.callFromThread(d.errback, error)
+
+        sync.addOnTickCallback(once)
+        return d
+
+    def transfer_leadership(self, timeout: float = 3.0) -> "defer.Deferred[None]":
+        """Hand leadership to the most caught-up follower; fires once this node no longer leads.
+
+        The request is repeated every half second (a follower may still be
+        catching up); fails with ProposalFailed after ``timeout``.
+        """
+        started = self.reactor.seconds()
+        d: defer.Deferred[None] = defer.Deferred()
+
+        def request(sync: _SyncObj) -> None:
+            sync.transferLeadership(callback=lambda result, error: None)
+
+        def poll(last_request: float) -> None:
+            now = self.reactor.seconds()
+            if not self.status.is_leader:
+                d.callback(None)
+            elif now - started > timeout:
+                d.errback(ProposalFailed("no follower took over in time"))
+            else:
+                if now - last_request >= 0.5:
+                    self._run_on_tick(request)
+                    last_request = now
+                self.reactor.callLater(0.02, poll, last_request)
+
+        self._run_on_tick(request)
+        self.reactor.callLater(0.02, poll, started)
+        return d
+
+    def change_membership(self, action: str, address: str, timeout: float = 10.0,
+                          via: Optional[str] = None) -> "defer.Deferred[str]":
+        """Add or remove ``address`` through pysyncobj's admin command on ``via`` (default: this node).
+
+        Runs the blocking admin client in a worker thread.  Fires with its reply
+        text (``SUCCESS ...``); fails with ProposalFailed otherwise.
+        """
+        command = ["add" if action == "add" else "remove", address]
+        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), _admin,
+                                      via or self.address, command, self.password, timeout)
+
+        def check(reply: Any) -> str:
+            text = str(reply)
+            if not text.startswith("SUCCESS"):
+                raise ProposalFailed(f"{action} {address}: {text}")
+            return text
+
+        def failed(failure: Any) -> Any:
+            failure.trap(UtilityException)
+            raise ProposalFailed(f"{action} {address}: {failure.getErrorMessage()}")
+
+        d.addCallbacks(check, failed)
+        return d
+
+    @defer.inlineCallbacks
+    def _join(self, seeds: List[str]) -> Any:
+        """Ask a seed for the member list, ask it to add us, and return the full member list.
+
+        Retries over every seed until one answers.  The add itself may only
+        complete once this node runs (a 1 → 2 member change needs us), so it is
+        sent without waiting for its outcome; pysyncobj refuses a duplicate add,
+        which makes retrying safe.
+        """
+        password = self.password
+        last_error = "no seed answered"
+        for attempt in range(40):
+            for seed in seeds:
+                try:
+                    status = yield threads.deferToThreadPool(
+                        self.reactor, self.reactor.getThreadPool(), _admin, seed, ["status"], password, 3.0)
+                except Exception as error:
+                    last_error = f"{seed}: {error}"
+                    continue
+                if not isinstance(status, dict):
+                    last_error = f"{seed}: unexpected answer {status!r}"
+                    continue
+                members = _members_from_status(status)
+                if self.address not in members:
+                    self._send_add(seed, password)
+                log.info("joining the cluster through {seed}: members {members}", seed=seed,
+                         members=", ".join(members), event="raft_join")
+                return sorted(set(members) | {self.address})
+            yield _sleep(self.reactor, min(0.25 * (attempt + 1), 2.0))
+        raise RuntimeError(f"could not join the cluster through {', '.join(seeds)}: {last_error}")
+
+    def _send_add(self, seed: str, password: str) -> None:
+        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), _admin, seed,
+                                      ["add", self.address], password, 30.0)
+        d.addCallbacks(lambda reply: log.info("membership change: {reply}", reply=reply),
+                       lambda f: log.warn("add request through {seed} failed: {e}", seed=seed,
+                                          e=f.getErrorMessage()))
+
+
+def _sleep(reactor: Any, seconds: float) -> "defer.Deferred[None]":
+    d: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    return d

@@ -1,0 +1,173 @@
+"""Real multi-process clusters on their own 127.0.x.y addresses (same ports on every node)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import dns.rcode
+
+from tests.e2e.harness import OpenGSLB, free_port
+
+TOKEN = "cluster-test-token"
+
+
+def cluster_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+class Cluster:
+    """N opengslb processes forming one cluster; ``stop_all`` cleans everything up."""
+
+    def __init__(self, base: Path, size: int, backend_host: str, backend_port: int, subnet: str = "127.0.2",
+                 follower_queries: str = "refuse", key: Optional[str] = None,
+                 election_timeout: str = "1s") -> None:
+        self.base = base
+        self.key = key or cluster_key()
+        self.hosts = [f"{subnet}.{i + 1}" for i in range(size)]
+        self.dns_port = free_port(self.hosts[0])
+        self.api_port = free_port(self.hosts[0])
+        self.metrics_port = free_port(self.hosts[0])
+        self.cluster_port = free_port(self.hosts[0])
+        self.backend = (backend_host, backend_port)
+        self.follower_queries = follower_queries
+        self.election_timeout = election_timeout
+        self.nodes: Dict[str, OpenGSLB] = {}
+
+    def config(self, host: str, key: Optional[str] = None) -> str:
+        return f"""
+dns:
+  listen_address: "{host}:{self.dns_port}"
+logging: {{level: info, format: json}}
+api:
+  enabled: true
+  address: "{host}:{self.api_port}"
+  allowed_networks: ["127.0.0.0/8"]
+  tokens: [{TOKEN}]
+metrics: {{enabled: true, address: "{host}:{self.metrics_port}"}}
+regions:
+  - name: r1
+    servers: [{{address: {self.backend[0]}, port: {self.backend[1]}}}]
+    health_check: {{type: http, interval: 1s, timeout: 500ms}}
+domains:
+  - {{name: app.cluster.test, regions: [r1]}}
+cluster:
+  mode: cluster
+  node_name: node-{host}
+  bind_address: "{host}:{self.cluster_port}"
+  follower_queries: {self.follower_queries}
+  raft: {{data_dir: "{{DATA}}", election_timeout: {self.election_timeout}}}
+  gossip: {{encryption_key: "{key or self.key}"}}
+"""
+
+    def address(self, host: str) -> str:
+        return f"{host}:{self.cluster_port}"
+
+    def start(self, host: str, bootstrap: bool = False, join: Optional[List[str]] = None,
+              key: Optional[str] = None) -> OpenGSLB:
+        directory = self.base / host
+        directory.mkdir(exist_ok=True)
+        args = []
+        if bootstrap:
+            args.append("--bootstrap")
+        if join:
+            args += ["--join", ",".join(join)]
+        node = self.nodes.get(host)
+        if node is None:
+            node = OpenGSLB(directory, self.config(host, key), dns_host=host, dns_port=self.dns_port,
+                            extra_args=args)
+            self.nodes[host] = node
+        else:
+            node.extra_args = args
+        node.start(wait=False)
+        return node
+
+    def bootstrap(self, size: Optional[int] = None) -> None:
+        hosts = self.hosts[:size] if size else self.hosts
+        self.start(hosts[0], bootstrap=True)
+        self.wait_leader([hosts[0]])
+        for host in hosts[1:]:
+            self.start(host, join=[self.address(hosts[0])])
+            if self.follower_queries != "drop":
+                self.nodes[host].wait_answering()
+            self.wait_members(len(hosts[:hosts.index(host) + 1]), [hosts[0]])
+
+    # -- observation -----------------------------------------------------------
+
+    def api(self, host: str, path: str, method: str = "GET", body: Optional[dict] = None,
+            timeout: float = 3.0) -> tuple:
+        request = urllib.request.Request(f"http://{host}:{self.api_port}{path}", method=method,
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Authorization": f"Bearer {TOKEN}",
+                                                  "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def status(self, host: str) -> Optional[dict]:
+        try:
+            return self.api(host, "/api/v1/cluster/status", timeout=1.0)[1]
+        except Exception:
+            return None
+
+    def answers(self, host: str, timeout: float = 0.3) -> Optional[str]:
+        """'data' when the node answered with an address, else the rcode text or 'timeout'."""
+        node = self.nodes.get(host)
+        if node is None:
+            return "down"
+        try:
+            reply = node.query("app.cluster.test", timeout=timeout)
+        except Exception:
+            return "timeout"
+        if reply.rcode() == dns.rcode.NOERROR and reply.answer:
+            return "data"
+        return dns.rcode.to_text(reply.rcode())
+
+    def serving(self, hosts: Optional[List[str]] = None) -> List[str]:
+        return [h for h in (hosts or list(self.nodes)) if self.answers(h) == "data"]
+
+    def wait_leader(self, hosts: Optional[List[str]] = None, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            serving = self.serving(hosts)
+            if len(serving) == 1:
+                return serving[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no single serving leader among {hosts or list(self.nodes)}: "
+                             f"{ {h: self.answers(h) for h in (hosts or self.nodes)} }\n"
+                             + "\n".join(n.log()[-3000:] for n in self.nodes.values()))
+
+    def wait_members(self, count: int, hosts: List[str], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status(hosts[0])
+            if status and len([m for m in status["members"] if m["status"] == "alive"]) >= count:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"cluster did not reach {count} alive members: {self.status(hosts[0])}\n"
+                             + "\n".join(n.log()[-3000:] for n in self.nodes.values()))
+
+    def kill(self, host: str, sig: int = signal.SIGKILL) -> None:
+        node = self.nodes[host]
+        node.signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            node.process.wait(timeout=15)
+            node._log.close()
+            node.process = None
+
+    def stop_all(self) -> None:
+        for node in self.nodes.values():
+            if node.process is not None:
+                try:
+                    node.process.send_signal(signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            node.stop()

@@ -1,0 +1,187 @@
+"""Cluster mode with real processes on their own 127.0.x.y addresses."""
+
+import signal
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.cluster import Cluster, cluster_key
+from tests.e2e.harness import HTTPBackend, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def backend():
+    server = HTTPBackend("127.0.3.1")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_cluster(tmp_path, backend):
+    made = []
+
+    def make(size=3, subnet="127.0.2", **kwargs):
+        cluster = Cluster(tmp_path / f"c{len(made)}", size, backend.host, backend.port, subnet=subnet, **kwargs)
+        cluster.base.mkdir()
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.stop_all()
+
+
+def test_bootstrap_join_one_leader_and_failover(make_cluster):
+    """Bootstrap + two joins: exactly one node answers with data, the others REFUSED; killing the
+    leader makes another node answer; status, members, leader endpoints and metrics agree."""
+    cluster = make_cluster()
+    cluster.bootstrap()
+    leader = cluster.wait_leader()
+    others = [h for h in cluster.hosts if h != leader]
+    assert {h: cluster.answers(h) for h in others} == {h: "REFUSED" for h in others}
+
+    status = cluster.status(others[0])
+    assert status["mode"] == "cluster" and status["is_leader"] is False
+    assert status["leader_address"] == cluster.address(leader)
+    assert status["raft"]["state"] == "Follower" and status["raft"]["term"] >= 1
+    assert sorted(m["address"] for m in status["members"]) == sorted(cluster.address(h) for h in cluster.hosts)
+    assert all(m["status"] == "alive" for m in status["members"])
+    wait_until(lambda: {m["name"] for m in cluster.status(leader)["members"]}
+               == {f"node-{h}" for h in cluster.hosts}, 5, message="member names replicated")
+    assert cluster.api(leader, "/api/v1/cluster/leader")[0] == 200
+    assert cluster.api(others[0], "/api/v1/cluster/leader")[0] == 503
+    assert cluster.api(leader, "/api/v1/ready")[0] == 200
+    assert cluster.api(others[0], "/api/v1/ready")[0] == 503
+    assert cluster.api(leader, "/api/v1/cluster/members")[1]["members"] == cluster.status(leader)["members"]
+
+    metrics = scrape(cluster, leader)
+    assert metrics[("opengslb_cluster_is_leader", (("node", f"node-{leader}"),))] == 1
+    assert metrics[("opengslb_cluster_raft_state", (("node", f"node-{leader}"), ("state", "leader")))] == 1
+    assert metrics[("opengslb_cluster_members_total", ())] == 3
+    assert metrics[("opengslb_cluster_healthy_members", ())] == 3
+    assert ("opengslb_cluster_elections_total", ()) in metrics
+    assert ("opengslb_cluster_last_election_timestamp", ()) in metrics
+    follower_metrics = scrape(cluster, others[0])
+    assert follower_metrics[("opengslb_cluster_is_leader", (("node", f"node-{others[0]}"),))] == 0
+    hashes = {labels for (name, labels) in metrics if name == "opengslb_config_info"}
+    assert hashes == {labels for (name, labels) in follower_metrics if name == "opengslb_config_info"}
+
+    cluster.kill(leader)
+    new_leader = cluster.wait_leader(others, timeout=5)
+    assert new_leader in others
+
+
+def scrape(cluster, host):
+    with urllib.request.urlopen(f"http://{host}:{cluster.metrics_port}/metrics", timeout=3) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_paused_leader_never_answers_after_resume(make_cluster):
+    """SIGSTOP the leader: the others elect a new one; the resumed old leader answers no data,
+    and at no sampled moment do two nodes answer with data."""
+    cluster = make_cluster(subnet="127.0.4")
+    cluster.bootstrap()
+    leader = cluster.wait_leader()
+    others = [h for h in cluster.hosts if h != leader]
+    cluster.nodes[leader].signal(signal.SIGSTOP)
+    new_leader = cluster.wait_leader(others, timeout=5)
+    cluster.nodes[leader].signal(signal.SIGCONT)
+    for _ in range(30):
+        assert len(cluster.serving()) <= 1
+    assert cluster.answers(leader) != "data"
+    assert cluster.wait_leader() == new_leader
+
+
+def test_restarted_node_rejoins_without_join(make_cluster):
+    """A follower killed and restarted with no --join rejoins from its data dir."""
+    cluster = make_cluster(subnet="127.0.5")
+    cluster.bootstrap()
+    leader = cluster.wait_leader()
+    follower = [h for h in cluster.hosts if h != leader][0]
+    cluster.kill(follower)
+    cluster.start(follower)  # no --bootstrap, no --join
+    wait_until(lambda: (cluster.status(follower) or {}).get("leader_address") == cluster.address(leader),
+               15, message="restarted node follows the leader")
+    assert cluster.answers(follower) == "REFUSED"
+
+
+def test_member_removed_through_api_leaves(make_cluster):
+    """POST /cluster/remove (token) takes a member out of every node's member list."""
+    cluster = make_cluster(subnet="127.0.6")
+    cluster.bootstrap()
+    leader = cluster.wait_leader()
+    victim = [h for h in cluster.hosts if h != leader][0]
+    code, body = cluster.api(leader, "/api/v1/cluster/remove", "POST", {"address": cluster.address(victim)},
+                             timeout=15)
+    assert code == 200, body
+    wait_until(lambda: cluster.address(victim) not in
+               [m["address"] for m in cluster.status(leader)["members"]], 10)
+    assert len(cluster.status(leader)["members"]) == 2
+    unauthorized = urllib.request.Request(f"http://{leader}:{cluster.api_port}/api/v1/cluster/remove",
+                                          method="POST", data=b'{"address": "x:1"}')
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(unauthorized, timeout=3)
+    assert error.value.code == 401
+
+
+@pytest.mark.parametrize("policy", ["drop", "forward"])
+def test_follower_query_policies(make_cluster, policy):
+    """drop: followers stay silent; forward: followers relay to the leader and return its answer."""
+    cluster = make_cluster(subnet="127.0.7" if policy == "drop" else "127.0.8", follower_queries=policy)
+    cluster.bootstrap()
+    leader = wait_until(lambda: next((h for h in cluster.hosts if (cluster.status(h) or {}).get("serving")), None),
+                        10, message="a serving leader")
+    follower = [h for h in cluster.hosts if h != leader][0]
+    if policy == "drop":
+        assert cluster.answers(follower) == "timeout"
+    else:
+        wait_until(lambda: cluster.answers(follower, timeout=1.5) == "data", 10,
+                   message="forwarded answer")
+        reply = cluster.nodes[follower].query("app.cluster.test")
+        assert reply.edns == -1  # the client sent no EDNS, so the relayed reply carries none
+
+
+def test_wrong_key_is_rejected_and_counted(make_cluster):
+    """A node with another cluster key cannot join; the member counts the rejected packets."""
+    cluster = make_cluster(size=2, subnet="127.0.9")
+    cluster.bootstrap(size=1)
+    leader = cluster.wait_leader([cluster.hosts[0]])
+    intruder = cluster.hosts[1]
+    cluster.start(intruder, join=[cluster.address(leader)], key=cluster_key())
+    time.sleep(3)
+    assert cluster.status(intruder) is None or cluster.status(intruder)["leader_address"] is None
+    assert [m["address"] for m in cluster.status(leader)["members"]] == [cluster.address(leader)]
+    metrics = scrape(cluster, leader)
+    assert metrics[("opengslb_cluster_rejected_packets_total", ())] >= 1
+    assert cluster.answers(leader) == "data"
+
+
+def test_five_node_cluster_survives_two_failures(make_cluster):
+    """Five nodes: one leader; with two members killed the remaining three still elect one."""
+    cluster = make_cluster(size=5, subnet="127.0.10")
+    cluster.bootstrap()
+    leader = cluster.wait_leader()
+    victims = [leader] + [h for h in cluster.hosts if h != leader][:1]
+    for host in victims:
+        cluster.kill(host)
+    survivors = [h for h in cluster.hosts if h not in victims]
+    assert cluster.wait_leader(survivors, timeout=8) in survivors
+
+
+def test_sigterm_on_leader_hands_over_without_outage(make_cluster):
+    """SIGTERM on the leader transfers leadership first: another node answers with data within 1 s."""
+    cluster = make_cluster(subnet="127.0.11")
+    cluster.bootstrap()
+    leader = cluster.wait_leader()
+    others = [h for h in cluster.hosts if h != leader]
+    cluster.nodes[leader].signal(signal.SIGTERM)
+    started = time.monotonic()
+    new_leader = cluster.wait_leader(others, timeout=5)
+    assert time.monotonic() - started < 1.5
+    assert "leadership" in cluster.nodes[new_leader].log()
