@@ -208,37 +208,45 @@ def wait_ready(procs: Processes, name: str, port: int, qname: str, seconds: floa
 
 # -- the three servers ---------------------------------------------------------
 
-def start_opengslb(procs: Processes, config: BenchConfig, cpu: Optional[int]) -> None:
+def write_opengslb(config: BenchConfig, directory: Path) -> Path:
+    """A private (mode 600) copy of the bench config with its data dir in ``directory``."""
     raw = json.loads(json.dumps(config.raw))  # a deep copy
-    raw.setdefault("cluster", {}).setdefault("raft", {})["data_dir"] = str(procs.workdir / "raft")
-    path = procs.workdir / "opengslb.yaml"
+    raw.setdefault("cluster", {}).setdefault("raft", {})["data_dir"] = str(directory / "raft")
+    path = directory / "opengslb.yaml"
     with open(path, "w") as out:
         YAML(typ="safe").dump(raw, out)
     path.chmod(0o600)
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    procs.start("opengslb", [sys.executable, "-m", "opengslb", "--config", str(path)], cpu, env)
+    return path
+
+
+def opengslb_argv(path: Path) -> List[str]:
+    return [sys.executable, "-m", "opengslb", "--config", str(path)]
 
 
 def zone_text(apex: str, body: str) -> str:
+    """A BIND zone file for ``apex`` (SOA, NS with glue) plus ``body``."""
     return (f"$ORIGIN {apex}.\n$TTL 60\n"
             f"@ 60 IN SOA ns1.{apex}. hostmaster.{apex}. 1 14400 3600 1209600 60\n"
             f"@ 60 IN NS ns1.{apex}.\nns1 60 IN A 127.0.0.53\n{body}")
 
 
-def start_naive(procs: Processes, domains: Sequence[Domain], port: int, cpu: Optional[int]) -> None:
-    """twisted.names authorities: each name its own zone with one A record (its first server)."""
+def write_naive(domains: Sequence[Domain], directory: Path, port: int) -> List[str]:
+    """Zone files for the naive server (each name its own zone, one A record: its first
+    server); returns the command line that serves them."""
     argv = [sys.executable, str(BENCH / "naive_names_server.py"), "--port", str(port)]
     for d in domains:
-        zone = procs.workdir / f"naive-{d.name}.zone"
+        zone = directory / f"naive-{d.name}.zone"
         zone.write_text(zone_text(d.name, f"@ {d.ttl} IN A {d.servers[0][0]}\n"))
         argv += ["--zone", str(zone)]
-    procs.start("naive", argv, cpu)
+    return argv
 
 
-def start_gdnsd(procs: Processes, domains: Sequence[Domain], port: int, cpu: Optional[int]) -> None:
-    """gdnsd: each name its own zone, answered by the weighted plugin (one address)."""
-    root = procs.workdir / "gdnsd"
-    (root / "zones").mkdir(parents=True)
+def write_gdnsd(domains: Sequence[Domain], directory: Path, port: int) -> List[str]:
+    """A gdnsd config directory in ``directory``/gdnsd: each name its own zone, answered
+    by the weighted plugin with one address per answer (``multi = false``), the
+    same weights and TTLs, one UDP thread; returns the command line that runs it."""
+    root = directory / "gdnsd"
+    (root / "zones").mkdir(parents=True, exist_ok=True)
     resources = []
     for i, d in enumerate(domains):
         members = "\n".join(f"        s{j} = [ {addr}, {weight} ]"
@@ -253,7 +261,22 @@ def start_gdnsd(procs: Processes, domains: Sequence[Domain], port: int, cpu: Opt
         "}\n"
         "plugins => {\n  weighted => {\n    multi = false\n    service_types = up\n"
         + "\n".join(resources) + "\n  }\n}\n")
-    procs.start("gdnsd", [gdnsd_binary() or "gdnsd", "-c", str(root), "start"], cpu)
+    return [gdnsd_binary() or "gdnsd", "-c", str(root), "start"]
+
+
+def emit(config: BenchConfig, directory: Path, gdnsd_port: int, naive_port: int) -> None:
+    """Write every server's configuration into ``directory`` and print how to run each."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory = directory.resolve()
+    commands = {
+        "opengslb": opengslb_argv(write_opengslb(config, directory)),
+        "gdnsd": write_gdnsd(config.domains, directory, gdnsd_port),
+        "naive": write_naive(config.domains, directory, naive_port),
+    }
+    (directory / "queries.txt").write_text("".join(f"{d.name} A\n" for d in config.domains))
+    print(f"wrote {directory}; run (PYTHONPATH={REPO} for opengslb):")
+    for name, argv in commands.items():
+        print(f"  {name:<9} {' '.join(argv)}")
 
 
 # -- load generators -----------------------------------------------------------
@@ -426,11 +449,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--naive-port", type=int, default=15355)
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s: a smoke test")
     parser.add_argument("--json", type=Path, help="also write every run to this file")
+    parser.add_argument("--emit", type=Path, metavar="DIR",
+                        help="only write the three servers' configurations into DIR and exit")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.latency_duration = 1, 3.0, 2.0
 
     config = read_config(args.config)
+    if args.emit:
+        emit(config, args.emit, args.gdnsd_port, args.naive_port)
+        return 0
     with_gdnsd = ensure_tools(not args.no_gdnsd)
     server_cpu, load_cpu = pick_cpus()
     generators = [g for g in args.generators.split(",") if g]
@@ -448,12 +476,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         backends = Backends(config.backends)
         ports = {"opengslb": config.port}
-        start_opengslb(procs, config, server_cpu)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
+        procs.start("opengslb", opengslb_argv(write_opengslb(config, workdir)), server_cpu, env)
         if with_gdnsd:
-            start_gdnsd(procs, config.domains, args.gdnsd_port, server_cpu)
+            procs.start("gdnsd", write_gdnsd(config.domains, workdir, args.gdnsd_port), server_cpu)
             ports["gdnsd"] = args.gdnsd_port
         if not args.no_naive:
-            start_naive(procs, config.domains, args.naive_port, server_cpu)
+            procs.start("naive", write_naive(config.domains, workdir, args.naive_port), server_cpu)
             ports["naive"] = args.naive_port
         for name, port in ports.items():
             for domain in config.domains:

@@ -21,7 +21,7 @@ from opengslb.cluster.metrics import ClusterCollector, ConfigHashCollector
 from opengslb.config.model import Config, ListenAddress
 from opengslb.core import Gslb
 from opengslb.dns.forward import Forwarder
-from opengslb.dns.server import DNSResponder, listen_dns
+from opengslb.dns.server import DNSResponder, listen_dns, listen_vip
 from opengslb.health.checks import Checker
 from opengslb.httpserve import listen_http
 from opengslb.metrics import Metrics
@@ -116,6 +116,15 @@ class GslbService(service.Service):
         self.dns_ports = self._listen("DNS", config.dns.listen_address,
                                       lambda: listen_dns(self.reactor, config.dns.listen_address,
                                                          self.responder))
+        if self.raft is not None and config.cluster.anycast_vip:
+            vip = config.cluster.anycast_vip
+            try:
+                self.dns_ports += listen_vip(self.reactor, vip, config.dns.listen_address.port, self.responder)
+            except OSError as error:
+                for port in self.dns_ports:
+                    port.stopListening()
+                self._fail(f"cannot listen for DNS on the anycast VIP {vip}:{config.dns.listen_address.port}: "
+                           f"{error} (with a VIP, dns.listen_address must name a specific address)")
         if config.metrics.enabled:
             self.other_ports += self._listen(
                 "metrics", config.metrics.address,

@@ -11,7 +11,7 @@ import socket
 import struct
 import time
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 import psutil
 from twisted.internet import protocol
@@ -346,6 +346,43 @@ def listen_dns(reactor: IReactorUDP, listen: ListenAddress, responder: DNSRespon
         for port in ports:
             port.stopListening()
         raise
+    return ports
+
+
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux value; Python exposes it on 3.12+
+
+
+def _freebind_socket(host: str, port: int, kind: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        level = socket.IPPROTO_IPV6 if family == socket.AF_INET6 else socket.IPPROTO_IP
+        sock.setsockopt(level, IP_FREEBIND, 1)
+        sock.bind((host, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def listen_vip(reactor: Any, host: str, port: int, responder: DNSResponder) -> List[IListeningPort]:
+    """Bind UDP and TCP on the anycast VIP with IP_FREEBIND (works before the address exists).
+
+    Raises OSError when the bind fails (e.g. a wildcard listener already holds the port).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    udp = _freebind_socket(host, port, socket.SOCK_DGRAM)
+    tcp = _freebind_socket(host, port, socket.SOCK_STREAM)
+    try:
+        ports = [reactor.adoptDatagramPort(udp.fileno(), family, DNSDatagramProtocol(responder), 65535),
+                 reactor.adoptStreamPort(tcp.fileno(), family, DNSStreamFactory(responder))]
+    finally:
+        udp.close()  # the reactor holds its own duplicates of the descriptors
+        tcp.close()
     return ports
 
 

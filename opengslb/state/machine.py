@@ -173,6 +173,8 @@ class StateMachine:
         if not isinstance(command, dict):
             return rejected("a command must be an object")
         op = command.get("op")
+        if op is None:
+            return rejected("a command needs an op")
         handler = self._handlers().get(op) if isinstance(op, str) else None
         if handler is None:
             shown = op if isinstance(op, str) and len(op) <= 40 else type(op).__name__

@@ -27,7 +27,7 @@ class Cluster:
 
     def __init__(self, base: Path, size: int, backend_host: str, backend_port: int, subnet: str = "127.0.2",
                  follower_queries: str = "refuse", key: Optional[str] = None,
-                 election_timeout: str = "1s") -> None:
+                 election_timeout: str = "1s", anycast_vip: str = "") -> None:
         self.base = base
         self.key = key or cluster_key()
         self.hosts = [f"{subnet}.{i + 1}" for i in range(size)]
@@ -38,6 +38,7 @@ class Cluster:
         self.backend = (backend_host, backend_port)
         self.follower_queries = follower_queries
         self.election_timeout = election_timeout
+        self.anycast_vip = anycast_vip
         self.nodes: Dict[str, OpenGSLB] = {}
 
     def config(self, host: str, key: Optional[str] = None) -> str:
@@ -64,6 +65,7 @@ cluster:
   follower_queries: {self.follower_queries}
   raft: {{data_dir: "{{DATA}}", election_timeout: {self.election_timeout}}}
   gossip: {{encryption_key: "{key or self.key}"}}
+  anycast_vip: "{self.anycast_vip}"
 """
 
     def address(self, host: str) -> str:

@@ -4,6 +4,8 @@ import signal
 import time
 import urllib.request
 
+import dns.message
+import dns.query
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -185,3 +187,15 @@ def test_sigterm_on_leader_hands_over_without_outage(make_cluster):
     new_leader = cluster.wait_leader(others, timeout=5)
     assert time.monotonic() - started < 1.5
     assert "leadership" in cluster.nodes[new_leader].log()
+
+
+def test_leader_answers_on_the_anycast_vip(make_cluster):
+    """With cluster.anycast_vip, the serving leader also answers on VIP:port (bound with IP_FREEBIND)."""
+    cluster = make_cluster(size=1, subnet="127.0.12", anycast_vip="127.0.50.1")
+    cluster.bootstrap()
+    cluster.wait_leader()
+    node = cluster.nodes[cluster.hosts[0]]
+    reply = dns.query.udp(dns.message.make_query("app.cluster.test", "A"), "127.0.50.1",
+                          port=cluster.dns_port, timeout=2)
+    assert reply.answer and reply.answer[0][0].address == cluster.backend[0]
+    assert node.process.poll() is None

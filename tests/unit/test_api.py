@@ -186,13 +186,14 @@ class Result:
 
 
 def call(world: World, method: str, path: str, peer: str = "127.0.0.1",
-         headers: Optional[Dict[str, Any]] = None, pending: bool = False) -> Any:
+         headers: Optional[Dict[str, Any]] = None, pending: bool = False,
+         data: Optional[bytes] = None) -> Any:
     """Send one request; return a :class:`Result` (or, with ``pending``, a finisher).
 
     The reply is checked to be JSON and to match the OpenAPI document.
     """
     stub = StubTreq(FromPeer(world.api.resource(), peer))
-    d = stub.request(method, "http://api.test" + path, headers=headers)
+    d = stub.request(method, "http://api.test" + path, headers=headers, data=data)
 
     def finish() -> Result:
         stub.flush()
@@ -212,7 +213,8 @@ def call(world: World, method: str, path: str, peer: str = "127.0.0.1",
 
 def check_against_document(method: str, path: str, status: int, body: Any) -> None:
     """The reply body matches the schema the document gives for (path, method, status)."""
-    responses = DOCUMENT["paths"].get(path, {}).get(method.lower(), {}).get("responses", {})
+    responses = DOCUMENT["paths"].get(document_path(path), {}).get(method.lower(), {}).get(
+        "responses", {})
     if str(status) in responses:
         schema = responses[str(status)]["content"]["application/json"]["schema"]
     else:
@@ -220,6 +222,15 @@ def check_against_document(method: str, path: str, status: int, body: Any) -> No
         schema = {"$ref": "#/components/schemas/Error"}
     validate_schema(body, {**schema, "components": DOCUMENT["components"]}, cls=OAS31Validator,
                     format_checker=oas31_format_checker)
+
+
+def document_path(path: str) -> str:
+    """The document's path (template) that ``path`` matches, or ``path`` itself."""
+    for template in DOCUMENT["paths"]:
+        pattern = re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            return template
+    return path
 
 
 def bearer(token: str = TOKEN) -> Dict[str, List[str]]:
