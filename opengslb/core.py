@@ -138,7 +138,7 @@ class Gslb:
     def _build(self) -> AnsweringView:
         extra = self.runtime.extra_servers if self.runtime is not None else None
         return build_view(self.config, self.served_state, self._rng, extra=extra,
-                          now=self._reactor.seconds())
+                          now=self._reactor.seconds(), previous=getattr(self, "view", None))
 
     def _rebuild_now(self) -> None:
         self._rebuild_pending = False
@@ -152,7 +152,7 @@ class Gslb:
     def _log_failovers(self, before: AnsweringView, after: AnsweringView) -> None:
         """Log when a failover domain's active server changes."""
         for name, domain in after.domains.items():
-            if domain.algorithm != "failover" or name not in before.domains:
+            if domain.algorithm != "failover" or before.domains.get(name, domain) is domain:
                 continue
             for family in (4, 6):
                 old = _first_choice(before.domains[name], family)

@@ -195,7 +195,9 @@ class Runtime:
             healthy, last_healthy = self._registration_health(registration, health)
         if self._vetoed(key):
             healthy = False
-        weight = self.weight_info(region, server.address, server.port).effective
+        # ``server.weight`` is the base weight: configured, or the registration's (extra_servers).
+        source = "config" if registration is None else "registration"
+        weight = self._effective(key, int(server.weight), source).effective
         return ServedState(healthy=healthy, weight=weight, last_healthy=last_healthy)
 
     def config_changed(self) -> None:
@@ -220,11 +222,12 @@ class Runtime:
         key = ServerKey(region, address, port)
         registration = self._served.get(key)
         if registration is not None:
-            base, source = int(registration["weight"]), "registration"
-        else:
-            base, source = self._configured_weight(region, address, port), "config"
+            return self._effective(key, int(registration["weight"]), "registration")
+        return self._effective(key, self._configured_weight(region, address, port), "config")
+
+    def _effective(self, key: ServerKey, base: int, source: str) -> WeightInfo:
         weight = float(base)
-        override = self.active_override(region, address)
+        override = self.active_override(key.region, key.address)
         if override is not None:
             if override.get("enabled") is False:
                 weight, source = 0.0, "override"

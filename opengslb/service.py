@@ -20,12 +20,14 @@ from opengslb.cluster.facade import RaftCluster, StandaloneCluster, config_hash
 from opengslb.cluster.metrics import ClusterCollector, ConfigHashCollector
 from opengslb.config.model import Config, ListenAddress
 from opengslb.core import Gslb
+from opengslb.dns.fastpath import FastPath
 from opengslb.dns.forward import Forwarder
 from opengslb.dns.server import DNSResponder, listen_dns, listen_vip
 from opengslb.health.checks import Checker
 from opengslb.httpserve import listen_http
 from opengslb.metrics import Metrics
 from opengslb.reload import Reloader
+from opengslb.runtime import Runtime
 from opengslb.state.local import LocalStore, StateDirError, check_data_dir
 from opengslb.state.raft import ProposalFailed, RaftNode, RaftStatus
 
@@ -51,6 +53,8 @@ class GslbService(service.Service):
         self.config_hash = config_hash(config)
         self.raft: Optional[RaftNode] = None
         self.forwarder: Optional[Forwarder] = None
+        self.fast_path = FastPath.from_view(self.gslb.view, self.gslb.stats)
+        self.gslb.add_view_listener(self.fast_path.rebuild)
         if config.cluster.mode == "cluster":
             self.raft = RaftNode(reactor, config.cluster)
             self.store: Any = self.raft
@@ -59,12 +63,12 @@ class GslbService(service.Service):
             self.responder = DNSResponder(lambda: self.gslb.view, self.gslb.stats,
                                           on_stale=self.gslb.on_stale, serving=self.raft.serving,
                                           follower_policy=lambda: self.gslb.config.cluster.follower_queries,
-                                          forwarder=self.forwarder)
+                                          forwarder=self.forwarder, fast_path=self.fast_path)
         else:
             self.store = LocalStore(reactor, config.cluster.raft.data_dir)
             self.cluster = StandaloneCluster(self.node_name, lambda: self.config_hash)
             self.responder = DNSResponder(lambda: self.gslb.view, self.gslb.stats,
-                                          on_stale=self.gslb.on_stale)
+                                          on_stale=self.gslb.on_stale, fast_path=self.fast_path)
         self._published_member: Optional[tuple] = None
         self._drift_warned: set = set()
         self.reloader = Reloader(reactor, config_path, current=lambda: self.gslb.config,
@@ -73,9 +77,12 @@ class GslbService(service.Service):
         self.metrics.registry.register(ConfigHashCollector(lambda: self.config_hash))
         if self.raft is not None:
             self.metrics.registry.register(ClusterCollector(self.raft, self.node_name))
+        raft = self.raft
+        self.runtime = Runtime(reactor, self.gslb, self.store,
+                               is_leader=(lambda: True) if raft is None else raft.serving)
         self.api = GslbAPI(self.gslb, self.reloader, settings=lambda: self.gslb.config.api,
-                           readiness=self.readiness,
-                           node_name=self.node_name, clock=reactor, cluster=self.cluster)
+                           readiness=self.readiness, node_name=self.node_name, clock=reactor,
+                           cluster=self.cluster, runtime=self.runtime)
         self.dns_ports: List[IListeningPort] = []
         self.other_ports: List[IListeningPort] = []
         self.started_at: Optional[float] = None
@@ -136,6 +143,7 @@ class GslbService(service.Service):
         super().startService()
         self.started_at = self.reactor.seconds()
         self.gslb.start()
+        self.runtime.start()
         if self.raft is not None:
             self._start_cluster(config)
         if hasattr(signal, "SIGHUP"):
@@ -243,6 +251,7 @@ class GslbService(service.Service):
         for port in self.dns_ports + self.other_ports:
             port.stopListening()
         self.dns_ports, self.other_ports = [], []
+        self.runtime.stop()
         stops = [self.gslb.stop()]
         if self.raft is None:
             stops.append(self.store.close())

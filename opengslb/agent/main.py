@@ -28,8 +28,18 @@ class AgentOptions(usage.Options):
     """Flags of ``opengslb agent``."""
 
     synopsis = "opengslb agent [--config PATH] [--validate]"
+    longdesc = ("Registers this host's services with an OpenGSLB cluster, renews them with "
+                "heartbeats carrying the health claim of a local check, and deregisters them "
+                "on SIGTERM.")
     optParameters = [["config", "c", DEFAULT_AGENT_CONFIG, "Agent configuration file."]]
     optFlags = [["validate", None, "Validate the file, print OK or every error, and exit."]]
+
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        import opengslb
+
+        print(f"opengslb {opengslb.__version__}")
+        raise SystemExit(0)
 
 
 def _fail(lines: List[str], code: int = 1) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from functools import cached_property
+from typing import Dict, Optional, Tuple
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -200,12 +201,13 @@ class Config:
     cluster: ClusterConfig = ClusterConfig()
     source: str = "<built-in>"  # the file it came from
 
+    @cached_property
+    def _regions_by_name(self) -> Dict[str, RegionConfig]:
+        return {region.name: region for region in self.regions}
+
     def region(self, name: str) -> RegionConfig:
         """The region called ``name``; KeyError when there is none."""
-        for region in self.regions:
-            if region.name == name:
-                return region
-        raise KeyError(name)
+        return self._regions_by_name[name]
 
     def domain_ttl(self, domain: DomainConfig) -> int:
         return self.dns.default_ttl if domain.ttl is None else domain.ttl

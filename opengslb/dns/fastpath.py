@@ -85,9 +85,9 @@ def answer_record(address: str, ttl: int) -> bytes:
 class _Entry:
     """One prepared (name, type): its picker and every candidate's encoded record.
 
-    ``records[candidate.order]`` is (encoded answer, routing counter key);
-    slots of the other family hold ``None``.  Keyed by ``order`` (the
-    candidate's position in configuration order), the records stay valid as
+    ``records[candidate.order]`` is (encoded answer, routing counter key) for
+    the candidates of this family.  Keyed by ``order`` (the candidate's
+    number in configuration order, unique within a domain), the records stay valid as
     long as the domain's signature does, so a rebuild after a health change
     only swaps in the new view's picker.
     """
@@ -100,8 +100,7 @@ class _Entry:
         self.algorithm = domain.algorithm
         self.ttl = domain.ttl
         self.query_key = (domain.name, type_label, "NOERROR")
-        size = max((c.order for c in domain.candidates), default=-1) + 1
-        self.records: List[Optional[Tuple[bytes, RoutingKey]]] = [None] * size
+        self.records: Dict[int, Tuple[bytes, RoutingKey]] = {}
         for candidate in candidates:
             key = (candidate.address, domain.ttl)
             record = cache.get(key)
@@ -116,10 +115,9 @@ class _Entry:
 
     def record_for(self, candidate: Candidate) -> Tuple[bytes, RoutingKey]:
         """(encoded answer, routing key) of ``candidate``, prepared or not."""
-        if 0 <= candidate.order < len(self.records):
-            found = self.records[candidate.order]
-            if found is not None:
-                return found
+        found = self.records.get(candidate.order)
+        if found is not None:
+            return found
         return answer_record(candidate.address, self.ttl), self.routing_key(candidate)
 
 
@@ -243,7 +241,7 @@ class FastPath:
             return None  # SERVFAIL or a stale answer: the full path decides
         try:
             record, routing_key = entry.records[chosen.order]  # type: ignore[misc]
-        except (IndexError, TypeError):
+        except KeyError:
             record, routing_key = entry.record_for(chosen)
         queries, routing, query_key = self._queries, self._routing, entry.query_key
         queries[query_key] = queries.get(query_key, 0) + 1

@@ -28,6 +28,7 @@ from opengslb.dns.view import AnsweringView, DomainView
 from opengslb.routing import Candidate
 
 if TYPE_CHECKING:
+    from opengslb.dns.fastpath import FastPath
     from opengslb.dns.forward import Forwarder
 
 log = Logger(namespace="opengslb.dns")
@@ -106,13 +107,18 @@ class DNSResponder:
                  on_stale: Optional[StaleHook] = None,
                  serving: Callable[[], bool] = lambda: True,
                  follower_policy: Callable[[], str] = lambda: "refuse",
-                 forwarder: Optional["Forwarder"] = None) -> None:
+                 forwarder: Optional["Forwarder"] = None,
+                 fast_path: Optional["FastPath"] = None) -> None:
         self._view_source = view_source
         self._stats = stats
         self._on_stale = on_stale
         self._serving = serving
+        self.serving = serving
         self._follower_policy = follower_policy
         self._forwarder = forwarder
+        # Prepared wire answers for plain A/AAAA queries (None = not mine); see fastpath.py.
+        self.fast_respond: Callable[[bytes, bool], Optional[bytes]] = (
+            fast_path.respond if fast_path is not None else _no_fast_answer)
 
     @property
     def stats(self) -> QueryStats:
@@ -181,14 +187,14 @@ def _parse(data: bytes) -> "dns._EDNSMessage | bytes | None":
     try:
         plain = dns.Message()
         plain.fromStr(data)
-    except Exception:
+        opt_count = sum(1 for r in plain.additional if r.type == dns.OPT)
+        if len(plain.queries) != 1 or opt_count > 1 or plain.answers or plain.authority:
+            return _header_only(data, dns.EFORMAT)
+        request = dns._EDNSMessage._fromMessage(plain)
+        request.ednsOptions = [option for r in plain.additional if r.type == dns.OPT
+                               for option in dns._OPTHeader.fromRRHeader(r).options]
+    except Exception:  # anything unparsable, malformed OPT options included
         return _header_only(data, dns.EFORMAT)
-    opt_count = sum(1 for r in plain.additional if r.type == dns.OPT)
-    if len(plain.queries) != 1 or opt_count > 1 or plain.answers or plain.authority:
-        return _header_only(data, dns.EFORMAT)
-    request = dns._EDNSMessage._fromMessage(plain)
-    request.ednsOptions = [option for r in plain.additional if r.type == dns.OPT
-                           for option in dns._OPTHeader.fromRRHeader(r).options]
     return request
 
 
@@ -234,14 +240,41 @@ def _to_wire(message: dns._EDNSMessage) -> bytes:
     return plain.toStr()
 
 
+def _no_fast_answer(data: bytes, udp: bool) -> Optional[bytes]:
+    return None
+
+
 class DNSDatagramProtocol(protocol.DatagramProtocol):
-    """UDP: one datagram in, at most one datagram out, from the same socket."""
+    """UDP: one datagram in, at most one datagram out, from the same socket.
+
+    The hot path: while serving, the fast path's prepared answer is sent with
+    the socket's own ``sendto`` (the address came from ``recvfrom`` on this
+    socket, so Port.write's address checks are skipped); anything else goes
+    through :meth:`DNSResponder.respond`.
+    """
 
     def __init__(self, responder: DNSResponder) -> None:
         self._responder = responder
+        self._serving = responder.serving
+        self._fast = responder.fast_respond
+        self._observe = responder.stats.observe_duration
+        self._sendto: Any = None
+
+    def startProtocol(self) -> None:
+        sock = getattr(self.transport, "socket", None)
+        self._sendto = sock.sendto if sock is not None else self.transport.write
 
     def datagramReceived(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
         started = time.perf_counter()
+        if self._serving():
+            fast_reply = self._fast(data, True)
+            if fast_reply is not None:
+                try:
+                    self._sendto(fast_reply, addr)
+                except OSError:
+                    return  # full buffer or ICMP error: a lost datagram, as UDP allows
+                self._observe(time.perf_counter() - started)
+                return
         try:
             reply = self._responder.respond(data, MIN_UDP_SIZE)
         except Exception:
@@ -272,6 +305,12 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
     def stringReceived(self, data: bytes) -> None:
         started = time.perf_counter()
         self.resetTimeout()
+        if self._responder.serving():
+            fast = self._responder.fast_respond(data, False)
+            if fast is not None:
+                self.sendString(fast)
+                self._responder.stats.observe_duration(time.perf_counter() - started)
+                return
         try:
             reply = self._responder.respond(data, None)
         except Exception:

@@ -15,6 +15,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from opengslb.config.model import Config, DomainConfig, ServerConfig, SOAConfig, ZoneConfig
 from opengslb.routing import Candidate, Picker, algorithm_for
+from opengslb.routing.base import EmptyPicker
 
 A = 1
 AAAA = 28
@@ -74,6 +75,7 @@ class DomainView:
     algorithm: str
     families: Dict[int, FamilyAnswer]
     candidates: Tuple[Candidate, ...]
+    parts: Tuple[Tuple[Candidate, ...], ...] = ()  # the regions' candidate tuples it was built from
 
     @property
     def name(self) -> str:
@@ -91,6 +93,7 @@ class AnsweringView:
     empty_non_terminals: FrozenSet[str]
     built_at: float = 0.0
     _zone_names: Dict[str, ZoneView] = field(default_factory=dict)
+    region_candidates: Dict[str, Tuple[Candidate, ...]] = field(default_factory=dict)
 
     def zone_for(self, name: str) -> Optional[ZoneView]:
         """The longest zone containing ``name`` (lower case, no trailing dot)."""
@@ -109,16 +112,17 @@ def zones_of(config: Config) -> List[ZoneConfig]:
     With no ``dns.zones`` every domain is its own apex (SPEC §3).
     """
     zones = list(config.dns.zones)
-    explicit = [z.name for z in zones]
+    explicit = {z.name for z in zones}
     for domain in config.domains:
-        if not any(_within(domain.name, z) for z in explicit):
+        labels = domain.name.split(".")
+        if not any(".".join(labels[i:]) in explicit for i in range(len(labels))):
             zones.append(
                 ZoneConfig(
                     name=domain.name,
                     soa=SOAConfig(mname=f"ns1.{domain.name}", rname=f"hostmaster.{domain.name}"),
                 )
             )
-            explicit.append(domain.name)
+            explicit.add(domain.name)
     return zones
 
 
@@ -126,36 +130,45 @@ def _within(name: str, zone: str) -> bool:
     return name == zone or name.endswith("." + zone)
 
 
-def domain_candidates(config: Config, domain: DomainConfig, state: StateLookup,
-                      extra: Optional[Callable[[str], Sequence[ServerConfig]]] = None
-                      ) -> Tuple[Tuple[Candidate, Optional[float]], ...]:
-    """Every server of the domain's regions in configuration order, with its last-healthy time.
+def region_candidates(config: Config, state: StateLookup,
+                      extra: Optional[Callable[[str], Sequence[ServerConfig]]] = None,
+                      previous: Optional["AnsweringView"] = None,
+                      ) -> Tuple[Dict[str, Tuple[Candidate, ...]], Dict[str, Tuple[Optional[float], ...]]]:
+    """Every region's candidates in configuration order, and their last-healthy times.
 
     ``extra`` lists further servers of a region (dynamic registrations); they
-    come after the region's configured servers.
+    come after the region's configured servers.  A region whose candidates
+    equal those of ``previous`` gets the previous tuple object back, so
+    unchanged domains can be recognised by identity.
     """
-    result: List[Tuple[Candidate, Optional[float]]] = []
-    order = 0
-    for region_name in domain.regions:
-        region = config.region(region_name)
+    candidates: Dict[str, Tuple[Candidate, ...]] = {}
+    times: Dict[str, Tuple[Optional[float], ...]] = {}
+    offset = 0  # ``order`` numbers every server of the configuration: unique within any domain
+    for region in config.regions:
         servers = list(region.servers) + list(extra(region.name) if extra else ())
-        for server in servers:
-            served = state(region.name, server)
-            result.append((Candidate(address=server.address, port=server.port,
-                                     region=region.name, weight=served.weight,
-                                     healthy=served.healthy, order=order),
-                           served.last_healthy))
-            order += 1
-    return tuple(result)
+        served = [state(region.name, server) for server in servers]
+        built = tuple(Candidate(address=server.address, port=server.port, region=region.name,
+                                weight=s.weight, healthy=s.healthy, order=offset + i)
+                      for i, (server, s) in enumerate(zip(servers, served)))
+        offset += len(servers)
+        if previous is not None and previous.region_candidates.get(region.name) == built:
+            built = previous.region_candidates[region.name]
+        candidates[region.name] = built
+        times[region.name] = tuple(s.last_healthy for s in served)
+    return candidates, times
 
 
 def build_view(config: Config, state: StateLookup, rng: random.Random,
                extra: Optional[Callable[[str], Sequence[ServerConfig]]] = None,
-               now: float = 0.0) -> AnsweringView:
+               now: float = 0.0, previous: Optional["AnsweringView"] = None) -> AnsweringView:
     """Prepare the answering view for ``config`` and the servers' current state.
 
     ``state`` gives each server's served health and effective weight;
-    ``extra`` lists dynamically registered servers per region.
+    ``extra`` lists dynamically registered servers per region.  With
+    ``previous`` (the view being replaced), domains whose configuration, zone
+    and regions' candidates are unchanged are carried over as they are — their
+    routing state (round-robin position) included — so a health change costs
+    work only for the domains it touches.
     """
     zone_views = [ZoneView(config=z, soa_ttl=config.dns.default_ttl) for z in zones_of(config)]
     zone_views.sort(key=lambda z: len(z.name), reverse=True)
@@ -169,22 +182,32 @@ def build_view(config: Config, state: StateLookup, rng: random.Random,
                 return zone
         raise LookupError(name)  # cannot happen: zones_of covers every domain
 
+    by_region, times_by_region = region_candidates(config, state, extra, previous)
     domains: Dict[str, DomainView] = {}
     for domain in config.domains:
-        with_times = domain_candidates(config, domain, state, extra)
-        candidates = tuple(c for c, _ in with_times)
+        zone = zone_of(domain.name)
+        ttl = config.domain_ttl(domain)
+        parts = tuple(by_region[r] for r in domain.regions)
+        old = previous.domains.get(domain.name) if previous is not None else None
+        if (old is not None and old.config == domain and old.ttl == ttl and old.zone == zone
+                and len(old.parts) == len(parts) and all(a is b for a, b in zip(old.parts, parts))):
+            domains[domain.name] = old
+            continue
+        candidates = tuple(c for part in parts for c in part)
+        seen = tuple(t for r in domain.regions for t in times_by_region[r])
         algorithm = algorithm_for(domain.routing_algorithm)
         families: Dict[int, FamilyAnswer] = {}
         for family in (4, 6):
-            of_family = [(c, t) for c, t in with_times if (":" in c.address) == (family == 6)]
+            of_family = [(c, t) for c, t in zip(candidates, seen) if (":" in c.address) == (family == 6)]
+            picker = algorithm.prepare([c for c, _ in of_family], rng)
             families[family] = FamilyAnswer(
-                picker=algorithm.prepare([c for c, _ in of_family], rng),
-                configured=len(of_family),
-                last_healthy=_most_recently_healthy(of_family),
+                picker=picker, configured=len(of_family),
+                # Only needed when nothing is eligible (return_last_healthy).
+                last_healthy=_most_recently_healthy(of_family) if isinstance(picker, EmptyPicker) else None,
             )
         domains[domain.name] = DomainView(
-            config=domain, zone=zone_of(domain.name), ttl=config.domain_ttl(domain),
-            algorithm=algorithm.name, families=families, candidates=candidates)
+            config=domain, zone=zone, ttl=ttl, algorithm=algorithm.name, families=families,
+            candidates=candidates, parts=parts)
 
     glue: Dict[str, Tuple[str, ...]] = {}
     for zone in zone_views:
@@ -206,7 +229,7 @@ def build_view(config: Config, state: StateLookup, rng: random.Random,
 
     return AnsweringView(config=config, zones=tuple(zone_views), domains=domains, glue=glue,
                          empty_non_terminals=frozenset(non_terminals), built_at=now,
-                         _zone_names=zone_by_name)
+                         _zone_names=zone_by_name, region_candidates=by_region)
 
 
 def _most_recently_healthy(candidates: Sequence[Tuple[Candidate, Optional[float]]]

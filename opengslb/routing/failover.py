@@ -21,7 +21,7 @@ class _FixedPicker:
 
 
 class Failover:
-    """Always the first eligible candidate by ``order``."""
+    """Always the first eligible candidate in the order given (configuration order)."""
 
     name = "failover"
 
@@ -29,4 +29,4 @@ class Failover:
         pool = eligible(candidates)
         if not pool:
             return EmptyPicker()
-        return _FixedPicker(min(pool, key=lambda c: c.order))
+        return _FixedPicker(pool[0])

@@ -154,11 +154,12 @@ def test_read_endpoints_report_health_domains_and_cluster(gslb_factory, backends
     member = {"name": "e2e-node", "address": None, "status": "alive"}
     status, _, body = api.call("GET", "/api/v1/cluster/status")
     assert status == 200
+    assert len(body.pop("config_hash")) == 64
     assert body == {"mode": "standalone", "node_name": "e2e-node", "is_leader": True,
                     "leader_address": None, "members": [member], "raft": None}
     assert api.call("GET", "/api/v1/cluster/members")[::2] == (200, {"members": [member]})
     assert api.call("GET", "/api/v1/cluster/leader")[::2] == (
-        200, {"leader": True, "node_name": "e2e-node"})
+        200, {"leader": True, "node_name": "e2e-node", "leader_address": None})
 
     status, _, document = api.call("GET", "/api/v1/openapi.json")
     assert status == 200 and document == DOCUMENT

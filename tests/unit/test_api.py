@@ -666,3 +666,271 @@ def test_openapi_write_routes_declare_bearer_and_401():
             if method in ("post", "put", "patch", "delete"):
                 assert operation["security"] == [{"bearerAuth": []}], path
                 assert "401" in operation["responses"], path
+
+
+# -- runtime state: overrides and registered services (SPEC §9) ---------------------------
+
+
+class RuntimeWorld(World):
+    """The World with runtime state: an in-memory store and a Runtime wired into the API."""
+
+    def __init__(self, settings: Optional[APIConfig] = None) -> None:
+        from opengslb.runtime import Runtime
+        from tests.unit.test_runtime import MemoryStore
+
+        super().__init__(settings)
+        self.store = MemoryStore()
+        self.ids = iter(f"svc{i}" for i in range(100))
+        self.runtime = Runtime(self.clock, self.gslb, self.store, id_factory=lambda: next(self.ids))
+        self.api = GslbAPI(self.gslb, self.reloader, lambda: self.settings, lambda: self.readiness,
+                           "node-a", self.clock, runtime=self.runtime)
+        self.gslb.start()
+        self.runtime.start()
+        self.clock.advance(0)
+
+    def send(self, method: str, path: str, body: Any = None, token: Optional[str] = TOKEN,
+             raw: Optional[bytes] = None) -> Result:
+        headers = bearer(token) if token is not None else {}
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        if data is not None:
+            headers["Content-Type"] = ["application/json"]
+        result = call(self, method, path, headers=headers, data=data)
+        self.clock.advance(0)
+        return result
+
+    def writes(self) -> int:
+        return len(self.store.proposed)
+
+
+def in_an_hour() -> str:
+    return rfc3339(NOW + 3600)
+
+
+def test_override_put_get_list_and_delete():
+    """PUT sets the override (expires_at from ttl), GET shows it, DELETE removes it, then 404."""
+    world = RuntimeWorld()
+    assert world.send("GET", "/api/v1/overrides").body == {"overrides": []}
+    put = world.send("PUT", "/api/v1/overrides/east/192.0.2.10",
+                     {"weight": 0, "reason": "drain for maintenance", "ttl": "1h"})
+    expected = {"region": "east", "address": "192.0.2.10", "weight": 0, "enabled": None,
+                "reason": "drain for maintenance", "created_at": rfc3339(NOW),
+                "expires_at": in_an_hour()}
+    assert (put.status, put.body) == (200, expected)
+    assert world.send("GET", "/api/v1/overrides/east/192.0.2.10").body == expected
+    assert world.send("GET", "/api/v1/overrides").body == {"overrides": [expected]}
+    deleted = world.send("DELETE", "/api/v1/overrides/east/192.0.2.10")
+    assert (deleted.status, deleted.body) == (200, expected)
+    assert world.send("DELETE", "/api/v1/overrides/east/192.0.2.10").status == 404
+    missing = world.send("GET", "/api/v1/overrides/east/192.0.2.10")
+    assert missing.status == 404 and "no override" in missing.body["error"]
+
+
+def test_override_shows_as_effective_weight_with_its_source():
+    """/health/servers and /domains show the override's effective weight with source 'override'."""
+    world = RuntimeWorld()
+    world.send("PUT", "/api/v1/overrides/east/192.0.2.11", {"weight": 700, "reason": "more"})
+    world.send("PUT", "/api/v1/overrides/west/198.51.100.10", {"enabled": False, "reason": "off"})
+    servers = {s["address"]: s for s in world.send("GET", "/api/v1/health/servers").body["servers"]}
+    assert (servers["192.0.2.11"]["weight"], servers["192.0.2.11"]["effective_weight"],
+            servers["192.0.2.11"]["weight_source"]) == (50, 700.0, "override")
+    assert (servers["198.51.100.10"]["effective_weight"],
+            servers["198.51.100.10"]["weight_source"]) == (0.0, "override")
+    assert servers["192.0.2.10"]["weight_source"] == "config"
+    app = world.send("GET", "/api/v1/domains").body["domains"][0]
+    west = [c for c in app["candidates"] if c["region"] == "west"][0]
+    assert (west["weight"], west["effective_weight"], west["weight_source"]) == (300, 0.0, "override")
+
+
+def test_override_ttl_in_integer_seconds_and_ipv6_addresses_are_normalised():
+    """ttl may be integer seconds; an IPv6 address in the path is matched in canonical form."""
+    world = RuntimeWorld()
+    result = world.send("PUT", "/api/v1/overrides/east/2001:DB8:0::10",
+                        {"weight": 5, "enabled": True, "reason": "r", "ttl": 3600})
+    assert result.status == 200
+    assert (result.body["address"], result.body["expires_at"]) == ("2001:db8::10", in_an_hour())
+
+
+@pytest.mark.parametrize("path, body, status, message", [
+    ("/api/v1/overrides/east/192.0.2.10", {"weight": 1001, "reason": "x"}, 400,
+     "weight must be an integer from 0 to 1000"),
+    ("/api/v1/overrides/east/192.0.2.10", {"weight": -1, "reason": "x"}, 400, "weight must be"),
+    ("/api/v1/overrides/east/192.0.2.10", {"weight": "5", "reason": "x"}, 400, "weight must be"),
+    ("/api/v1/overrides/east/192.0.2.10", {"weight": True, "reason": "x"}, 400, "weight must be"),
+    ("/api/v1/overrides/east/192.0.2.10", {"reason": "x"}, 400, "needs weight and/or enabled"),
+    ("/api/v1/overrides/east/192.0.2.10", {"weight": 5}, 400, "reason is required"),
+    ("/api/v1/overrides/east/192.0.2.10", {"weight": 5, "reason": " "}, 400, "reason is required"),
+    ("/api/v1/overrides/east/192.0.2.10", {"enabled": "no", "reason": "x"}, 400, "enabled must be"),
+    ("/api/v1/overrides/east/192.0.2.10", {"weight": 5, "reason": "x", "ttl": "5 minutes"}, 400, "ttl:"),
+    ("/api/v1/overrides/east/192.0.2.10", {"weight": 5, "reason": "x", "ttl": 0}, 400, "ttl must be"),
+    ("/api/v1/overrides/east/192.0.2.10", {"weight": 5, "reason": "x", "tll": "1h"}, 400,
+     "unknown field 'tll'"),
+    ("/api/v1/overrides/east/192.0.2.10", [1, 2], 400, "must be a JSON object"),
+    ("/api/v1/overrides/nowhere/192.0.2.10", {"weight": 5, "reason": "x"}, 404,
+     "unknown region 'nowhere'"),
+    ("/api/v1/overrides/east/198.51.100.10", {"weight": 5, "reason": "x"}, 404,
+     "198.51.100.10 is not a server of region east"),
+    ("/api/v1/overrides/east/not-an-ip", {"weight": 5, "reason": "x"}, 400, "is not an IP address"),
+])
+def test_bad_override_requests_are_4xx_json_and_store_nothing(path, body, status, message):
+    """Bad override requests answer 400/404 with a clear message; nothing is written."""
+    world = RuntimeWorld()
+    result = world.send("PUT", path, body)
+    assert result.status == status, result.body
+    assert message in result.body["error"] and result.body["code"] == status
+    assert world.writes() == 0 and world.store.machine.overrides == {}
+
+
+def test_invalid_json_body_is_400():
+    """A body that is not JSON is a 400 and nothing is written."""
+    world = RuntimeWorld()
+    result = world.send("PUT", "/api/v1/overrides/east/192.0.2.10", raw=b"{weight: 0")
+    assert (result.status, result.body["error"]) == (400, "the request body is not valid JSON")
+    assert world.writes() == 0
+
+
+@pytest.mark.parametrize("method, path", [
+    ("PUT", "/api/v1/overrides/east/192.0.2.10"), ("DELETE", "/api/v1/overrides/east/192.0.2.10"),
+    ("POST", "/api/v1/services"), ("PUT", "/api/v1/services/x/heartbeat"),
+    ("DELETE", "/api/v1/services/x"),
+])
+def test_runtime_writes_need_the_token(method, path):
+    """Every state-changing runtime route is 401 without a valid token, and writes nothing."""
+    world = RuntimeWorld()
+    body = {"weight": 0, "reason": "x"} if "overrides" in path else {
+        "region": "east", "address": "192.0.2.60", "port": 80, "ttl": "30s"}
+    for token in (None, "wrong"):
+        result = world.send(method, path, body, token=token)
+        assert result.status == 401 and result.header("WWW-Authenticate") == "Bearer"
+    assert world.writes() == 0
+
+
+def test_register_201_then_same_id_200_and_listed():
+    """POST /services answers 201 with a new id, 200 with the same id again; GET lists it."""
+    world = RuntimeWorld()
+    body = {"region": "east", "address": "192.0.2.60", "port": 8080, "ttl": "30s", "healthy": True,
+            "agent": "agent-7"}
+    first = world.send("POST", "/api/v1/services", body)
+    assert (first.status, first.body) == (201, {"id": "svc0"})
+    again = world.send("POST", "/api/v1/services", dict(body, weight=20))
+    assert (again.status, again.body) == (200, {"id": "svc0"})
+    (service,) = world.send("GET", "/api/v1/services").body["services"]
+    assert service == {
+        "id": "svc0", "region": "east", "address": "192.0.2.60", "port": 8080, "weight": 20,
+        "effective_weight": 20.0, "weight_source": "registration", "ttl": 30.0, "agent": "agent-7",
+        "claim": True, "healthy": True, "judged_by": "claim", "served": True,
+        "not_served_reason": None, "signal": None, "veto": None, "registered_at": rfc3339(NOW),
+        "last_heartbeat": rfc3339(NOW), "expires_at": rfc3339(NOW + 30)}
+    servers = world.send("GET", "/api/v1/health/servers").body["servers"]
+    assert [s["address"] for s in servers if s["region"] == "east"] == [
+        "192.0.2.10", "192.0.2.11", "2001:db8::10", "192.0.2.60"]
+    registered = servers[3]
+    assert (registered["registration_id"], registered["judged_by"], registered["status"]) == (
+        "svc0", "claim", "healthy")
+    east = world.send("GET", "/api/v1/health/regions").body["regions"][0]
+    assert (east["servers"], east["healthy"]) == (4, 4)
+    candidates = world.send("GET", "/api/v1/domains").body["domains"][0]["candidates"]
+    assert candidates[3] == {"address": "192.0.2.60", "port": 8080, "region": "east",
+                             "healthy": True, "weight": 20, "effective_weight": 20.0,
+                             "weight_source": "registration"}
+
+
+def test_registration_without_claim_reports_check_judgement():
+    """Without 'healthy' the registration is judged by the region's checks (unhealthy at first)."""
+    world = RuntimeWorld()
+    world.checker.down["192.0.2.61"] = "connection refused"
+    assert world.send("POST", "/api/v1/services", {"region": "west", "address": "192.0.2.61",
+                                                   "port": 80, "ttl": 30}).status == 201
+    world.clock.advance(0)
+    (service,) = world.send("GET", "/api/v1/services").body["services"]
+    assert (service["claim"], service["judged_by"], service["healthy"]) == (None, "check", False)
+    server = world.send("GET", "/api/v1/health/servers").body["servers"][-1]
+    assert (server["judged_by"], server["healthy"], server["last_error"]) == (
+        "check", False, "connection refused")
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"region": "nowhere", "address": "192.0.2.60", "port": 80, "ttl": "30s"}, 400,
+     "unknown region 'nowhere'"),
+    ({"address": "192.0.2.60", "port": 80, "ttl": "30s"}, 400, "region is required"),
+    ({"region": "east", "address": "192.0.2.300", "port": 80, "ttl": "30s"}, 400,
+     "address must be an IP address"),
+    ({"region": "east", "address": "0.0.0.0", "port": 80, "ttl": "30s"}, 400, "not a usable"),
+    ({"region": "east", "port": 80, "ttl": "30s"}, 400, "address is required"),
+    ({"region": "east", "address": "192.0.2.60", "port": 0, "ttl": "30s"}, 400, "port is required"),
+    ({"region": "east", "address": "192.0.2.60", "port": 65536, "ttl": "30s"}, 400, "port is required"),
+    ({"region": "east", "address": "192.0.2.60", "port": "80", "ttl": "30s"}, 400, "port is required"),
+    ({"region": "east", "address": "192.0.2.60", "port": 80, "ttl": "30s", "weight": 1001}, 400,
+     "weight must be an integer from 0 to 1000"),
+    ({"region": "east", "address": "192.0.2.60", "port": 80}, 400, "ttl is required"),
+    ({"region": "east", "address": "192.0.2.60", "port": 80, "ttl": "soon"}, 400, "ttl:"),
+    ({"region": "east", "address": "192.0.2.60", "port": 80, "ttl": "500ms"}, 400,
+     "ttl must be at least 1s"),
+    ({"region": "east", "address": "192.0.2.60", "port": 80, "ttl": 30, "healthy": "yes"}, 400,
+     "healthy must be"),
+    ({"region": "east", "address": "192.0.2.60", "port": 80, "ttl": 30, "agent": 7}, 400,
+     "agent must be"),
+    ({"region": "east", "address": "192.0.2.60", "port": 80, "ttl": 30, "colour": "red"}, 400,
+     "unknown field 'colour'"),
+    ({"region": "east", "address": "192.0.2.10", "port": 9999, "ttl": 30}, 409,
+     "192.0.2.10 is a configured server of region east"),
+])
+def test_bad_registrations_are_4xx_json_and_store_nothing(body, status, message):
+    """Bad registrations answer 400 (or 409 for a configured server) and store nothing."""
+    world = RuntimeWorld()
+    result = world.send("POST", "/api/v1/services", body)
+    assert result.status == status, result.body
+    assert message in result.body["error"] and result.body["code"] == status
+    assert world.writes() == 0 and world.store.machine.registrations == {}
+
+
+def test_heartbeat_and_deregister():
+    """A heartbeat answers the service; a bad body is 400; DELETE removes it; unknown ids are 404."""
+    world = RuntimeWorld()
+    world.send("POST", "/api/v1/services", {"region": "east", "address": "192.0.2.60", "port": 80,
+                                            "ttl": "30s", "healthy": True})
+    world.clock.advance(5)
+    beat = world.send("PUT", "/api/v1/services/svc0/heartbeat", {"healthy": True})
+    assert beat.status == 200
+    assert (beat.body["last_heartbeat"], beat.body["expires_at"]) == (
+        rfc3339(NOW + 5), rfc3339(NOW + 35))
+    assert world.store.ops("service.heartbeat") == []  # nothing changed: not replicated
+    bleed = {"type": "bleed", "reason": "cpu_high", "value": 97.5, "threshold": 90}
+    beat = world.send("PUT", "/api/v1/services/svc0/heartbeat", {"healthy": False, "signal": bleed})
+    assert (beat.body["claim"], beat.body["healthy"]) == (False, False)
+    assert beat.body["signal"] == {"reason": "cpu_high", "value": 97.5, "threshold": 90.0,
+                                   "bleed_duration": 30.0, "since": rfc3339(NOW + 5),
+                                   "cleared_at": None}
+    for bad, message in (({"healthy": "up"}, "healthy must be"),
+                         ({"signal": {"type": "bleed", "reason": "disk_full", "value": 1,
+                                      "threshold": 1}}, "signal.reason"),
+                         ({"signal": {"type": "bleed", "reason": "cpu_high"}}, "signal.value"),
+                         ({"signal": "clear"}, "signal must be an object"),
+                         ({"claim": True}, "unknown field 'claim'")):
+        result = world.send("PUT", "/api/v1/services/svc0/heartbeat", bad)
+        assert result.status == 400 and message in result.body["error"], result.body
+    assert world.send("PUT", "/api/v1/services/nope/heartbeat", {}).status == 404
+    gone = world.send("DELETE", "/api/v1/services/svc0")
+    assert (gone.status, gone.body) == (200, {"id": "svc0", "deregistered": True})
+    assert world.send("DELETE", "/api/v1/services/svc0").status == 404
+    assert world.send("PUT", "/api/v1/services/svc0/heartbeat", {}).status == 404
+    assert world.send("GET", "/api/v1/services").body == {"services": []}
+
+
+def test_write_that_cannot_be_committed_is_503_json():
+    """When the store cannot commit, writes answer 503 with the JSON error shape."""
+    world = RuntimeWorld()
+    world.store.failing = "no quorum"
+    result = world.send("PUT", "/api/v1/overrides/east/192.0.2.10", {"weight": 0, "reason": "x"})
+    assert result.status == 503 and "no quorum" in result.body["error"]
+    world.store.failing = None
+    world.store.writable = False
+    result = world.send("POST", "/api/v1/services", {"region": "east", "address": "192.0.2.60",
+                                                     "port": 80, "ttl": "30s"})
+    assert result.status == 503 and result.body["code"] == 503
+    assert world.store.machine.overrides == {} and world.store.machine.registrations == {}
+
+
+def test_runtime_routes_without_runtime_state_are_503():
+    """An API built without runtime state says so (503) rather than pretending."""
+    result = call(World(), "GET", "/api/v1/overrides")
+    assert result.status == 503 and "runtime state" in result.body["error"]
