@@ -9,7 +9,7 @@ the API and metrics read from it; nothing here touches sockets.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, List, Optional, Protocol, Sequence, Set
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Set
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -63,6 +63,7 @@ class Gslb:
         self._rebuild_pending = False
         self._stale_logged: Set[str] = set()
         self.runtime: Optional[RuntimeInputs] = None
+        self.consensus: Optional[Any] = None  # cluster mode: opengslb.cluster.consensus.DistributedHealth
         self.view = self._build()
 
     # -- inputs --------------------------------------------------------
@@ -95,6 +96,15 @@ class Gslb:
             self._rebuild_pending = True
             self._reactor.callLater(0, self._rebuild_now)
 
+    def attach_consensus(self, consensus: Any) -> None:
+        """Serve health combined from every node's verdicts (cluster mode, SPEC §7.5)."""
+        self.consensus = consensus
+        self.request_rebuild()
+
+    def local_verdicts(self) -> Dict[ServerKey, bool]:
+        """This node's own check verdicts (what it gossips)."""
+        return {key: health.healthy for key, health in self.health.states().items()}
+
     def add_view_listener(self, listener: ViewListener) -> None:
         """Call ``listener(view)`` after every rebuild (e.g. the fast path's cache)."""
         self._listeners.append(listener)
@@ -107,7 +117,12 @@ class Gslb:
         With a runtime attached, overrides, registrations' claims and vetoes
         are applied (see :meth:`RuntimeInputs.served_state`).
         """
-        health = self.health.get(ServerKey(region, server.address, server.port))
+        key = ServerKey(region, server.address, server.port)
+        health: Any = self.health.get(key)
+        if self.consensus is not None and health is not None:
+            combined = self.consensus.served(key, health.healthy)
+            if combined is not None and combined != health.healthy:
+                health = CombinedVerdict(combined, health.last_healthy)
         if self.runtime is not None:
             return self.runtime.served_state(region, server, health)
         if health is None:
@@ -160,6 +175,13 @@ class Gslb:
                 if old is not None and new is not None and old != new:
                     log.info("failover for {domain}: {old} → {new}", domain=name,
                              old=old.endpoint, new=new.endpoint, event="failover")
+
+
+class CombinedVerdict(NamedTuple):
+    """A server's health as served after combining node verdicts (duck-types ServerHealth)."""
+
+    healthy: bool
+    last_healthy: Optional[float]
 
 
 def _first_choice(domain: DomainView, family: int) -> Optional[Candidate]:

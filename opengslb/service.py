@@ -9,15 +9,18 @@ import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 import opengslb
 from opengslb.api import GslbAPI
+from opengslb.cluster.consensus import DistributedHealth
 from opengslb.cluster.facade import RaftCluster, StandaloneCluster, config_hash
-from opengslb.cluster.metrics import ClusterCollector, ConfigHashCollector
+from opengslb.cluster.gossip import Gossip
+from opengslb.cluster.keys import GOSSIP, derive_key
+from opengslb.cluster.metrics import ClusterCollector, ConfigHashCollector, GossipCollector
 from opengslb.config.model import Config, ListenAddress
 from opengslb.core import Gslb
 from opengslb.dns.fastpath import FastPath
@@ -47,7 +50,12 @@ class GslbService(service.Service):
         self.reactor = reactor
         self.config_path = config_path
         self._log_observer = log_observer if log_observer is not None else {}
-        self.checker = Checker(reactor)
+        advertise_host = None
+        if config.cluster.mode == "cluster":
+            # Each node checks from its advertise address: a distinct vantage point (SPEC §5).
+            identity = config.cluster.advertise_address or str(config.cluster.bind_address)
+            advertise_host = identity.rpartition(":")[0].strip("[]") or None
+        self.checker = Checker(reactor, source_address=advertise_host)
         self.node_name = config.cluster.node_name or socket.gethostname()
         self.gslb = Gslb(reactor, config, self.checker)
         self.config_hash = config_hash(config)
@@ -75,8 +83,21 @@ class GslbService(service.Service):
                                  apply=self._apply_config, adjust=adjust)
         self.metrics = Metrics(self.gslb, self.reloader, opengslb.__version__, reactor)
         self.metrics.registry.register(ConfigHashCollector(lambda: self.config_hash))
+        self.gossip: Optional[Gossip] = None
         if self.raft is not None:
             self.metrics.registry.register(ClusterCollector(self.raft, self.node_name))
+            raft_node = self.raft
+            self.gossip = Gossip(reactor, raft_node.address,
+                                 derive_key(config.cluster.gossip.encryption_key, GOSSIP),
+                                 peers=lambda: raft_node.status.members,
+                                 on_verdicts=lambda node, verdicts: self.gslb.request_rebuild())
+            self.consensus = DistributedHealth(self.gossip.views,
+                                               lambda: self.gslb.config.cluster.health_consensus, reactor)
+            self.gslb.attach_consensus(self.consensus)
+            self.gslb.add_view_listener(lambda view: self.gossip.set_local(self.gslb.local_verdicts()))
+            self.metrics.registry.register(GossipCollector(self.gossip))
+            self._fresh_nodes: frozenset = frozenset()
+            self._freshness_loop = task.LoopingCall(self._watch_freshness)
         raft = self.raft
         self.runtime = Runtime(reactor, self.gslb, self.store,
                                is_leader=(lambda: True) if raft is None else raft.serving)
@@ -173,10 +194,25 @@ class GslbService(service.Service):
         assert self.raft is not None and self.forwarder is not None
         self.forwarder.start(interface=config.dns.listen_address.host if not
                              config.dns.listen_address.is_wildcard else "")
+        assert self.gossip is not None
+        bind = config.cluster.bind_address
+        try:
+            self.other_ports.append(self.gossip.start(bind.host or "0.0.0.0", bind.port))
+        except CannotListenError as error:
+            self._fail(f"cannot listen for gossip (UDP) on {bind}: {error.socketError}")
+        self.gossip.set_local(self.gslb.local_verdicts())
+        self._freshness_loop.start(1.0, now=False)
         self.raft.add_status_listener(self._publish_member)
         self.raft.add_listener(self._check_drift)
         d = self.raft.start(config.cluster.bootstrap, list(config.cluster.join))
         d.addErrback(self._cluster_start_failed)
+
+    def _watch_freshness(self) -> None:
+        """Rebuild when a node's verdicts age out (or come back): the combined health changes."""
+        fresh = frozenset(self.consensus.fresh_views())
+        if fresh != self._fresh_nodes:
+            self._fresh_nodes = fresh
+            self.gslb.request_rebuild()
 
     def _cluster_start_failed(self, failure: Any) -> None:
         stderr = sys.__stderr__ or sys.stderr
@@ -245,6 +281,8 @@ class GslbService(service.Service):
         """Hand leadership over (cluster leader), then close sockets and stop checks."""
         super().stopService()
         if self.raft is not None:
+            if self._freshness_loop.running:
+                self._freshness_loop.stop()
             yield self.raft.stop()
         if self.forwarder is not None:
             self.forwarder.stop()

@@ -316,6 +316,7 @@ class GslbAPI:
             "weight_source": source,
             "registration_id": registration["id"],
             "judged_by": "claim",
+            "node_verdicts": {},
         }
 
     def _server_health(self, region: str, server: ServerConfig,
@@ -339,7 +340,18 @@ class GslbAPI:
             "weight_source": source,
             "registration_id": registration["id"] if registration is not None else None,
             "judged_by": "check",
+            "node_verdicts": self._node_verdicts(ServerKey(region, server.address, server.port), health),
         }
+
+    def _node_verdicts(self, key: ServerKey, health: Any) -> Dict[str, bool]:
+        """Each node's own verdict for ``key``: this node's, then every node heard from recently."""
+        verdicts: Dict[str, bool] = {}
+        if health is not None:
+            verdicts[self._cluster.self_id] = health.healthy
+        consensus = self._gslb.consensus
+        if consensus is not None:
+            verdicts.update(consensus.per_node(key))
+        return verdicts
 
     @_route(app, "/api/v1/health/regions")
     def health_regions(self, request: Request) -> Dict[str, Any]:

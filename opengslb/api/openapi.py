@@ -81,6 +81,11 @@ _SCHEMAS: Dict[str, Schema] = {
         "judged_by": {"enum": ["check", "claim"],
                       "description": "check: this node's health checks; claim: the agent's "
                                      "claim from its last heartbeat (status then follows the claim)"},
+        "node_verdicts": {"type": "object", "additionalProperties": {"type": "boolean"},
+                          "description": "each node's own check verdict (this node, then every node "
+                                         "heard from in the last 3 s), keyed by node address (standalone: "
+                                         "node name); `healthy` is their combination by "
+                                         "cluster.health_consensus"},
     }),
     "RegionHealth": _obj({
         "name": {"type": "string"},

@@ -53,6 +53,11 @@ class StandaloneCluster:
         self.node_name = node_name
         self._hash_source = hash_source
 
+    @property
+    def self_id(self) -> str:
+        """How this node is named in per-node verdicts."""
+        return self.node_name
+
     def is_serving(self) -> bool:
         return True
 
@@ -86,6 +91,11 @@ class RaftCluster:
 
     def is_serving(self) -> bool:
         return self.raft.serving()
+
+    @property
+    def self_id(self) -> str:
+        """How this node is named in per-node verdicts: its advertise address."""
+        return self.raft.address
 
     def _record(self, address: str) -> Dict[str, Any]:
         return self.raft.machine.members.get(address, {})

@@ -63,3 +63,19 @@ class ConfigHashCollector(Collector):
                                  labels=["hash"])
         info.add_metric([str(self._hash_source())], 1.0)
         yield info
+
+
+class GossipCollector(Collector):
+    """``opengslb_gossip_packets_dropped_total{reason}`` from the gossip channel's drop counts."""
+
+    REASONS = ("malformed", "auth", "replay", "unknown_peer")
+
+    def __init__(self, gossip: Any) -> None:
+        self._gossip = gossip
+
+    def collect(self) -> Iterable[Metric]:
+        dropped = CounterMetricFamily("opengslb_gossip_packets_dropped",
+                                      "Gossip packets dropped, by reason", labels=["reason"])
+        for reason in sorted(set(self.REASONS) | set(self._gossip.dropped)):
+            dropped.add_metric([reason], float(self._gossip.dropped.get(reason, 0)))
+        yield dropped

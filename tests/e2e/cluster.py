@@ -9,7 +9,7 @@ import signal
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import dns.rcode
 
@@ -27,7 +27,9 @@ class Cluster:
 
     def __init__(self, base: Path, size: int, backend_host: str, backend_port: int, subnet: str = "127.0.2",
                  follower_queries: str = "refuse", key: Optional[str] = None,
-                 election_timeout: str = "1s", anycast_vip: str = "") -> None:
+                 election_timeout: str = "1s", anycast_vip: str = "",
+                 health_consensus: str = "majority", extra_backends: Optional[List[Tuple[str, int]]] = None,
+                 algorithm: str = "round-robin") -> None:
         self.base = base
         self.key = key or cluster_key()
         self.hosts = [f"{subnet}.{i + 1}" for i in range(size)]
@@ -39,6 +41,9 @@ class Cluster:
         self.follower_queries = follower_queries
         self.election_timeout = election_timeout
         self.anycast_vip = anycast_vip
+        self.health_consensus = health_consensus
+        self.backends = [(backend_host, backend_port)] + list(extra_backends or [])
+        self.algorithm = algorithm
         self.nodes: Dict[str, OpenGSLB] = {}
 
     def config(self, host: str, key: Optional[str] = None) -> str:
@@ -54,15 +59,16 @@ api:
 metrics: {{enabled: true, address: "{host}:{self.metrics_port}"}}
 regions:
   - name: r1
-    servers: [{{address: {self.backend[0]}, port: {self.backend[1]}}}]
-    health_check: {{type: http, interval: 1s, timeout: 500ms}}
+    servers: [{", ".join(f"{{address: {h}, port: {p}}}" for h, p in self.backends)}]
+    health_check: {{type: http, interval: 1s, timeout: 500ms, failure_threshold: 2, success_threshold: 1}}
 domains:
-  - {{name: app.cluster.test, regions: [r1]}}
+  - {{name: app.cluster.test, regions: [r1], routing_algorithm: {self.algorithm}}}
 cluster:
   mode: cluster
   node_name: node-{host}
   bind_address: "{host}:{self.cluster_port}"
   follower_queries: {self.follower_queries}
+  health_consensus: {self.health_consensus}
   raft: {{data_dir: "{{DATA}}", election_timeout: {self.election_timeout}}}
   gossip: {{encryption_key: "{key or self.key}"}}
   anycast_vip: "{self.anycast_vip}"

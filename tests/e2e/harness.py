@@ -50,13 +50,16 @@ class HTTPBackend:
     def __init__(self, host: str, port: int = 0) -> None:
         backend = self
         self.status = 200
+        self.refuse_from: set = set()  # client addresses answered 503 (a partial outage)
         self.requests: List[dict] = []
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                backend.requests.append({"path": self.path, "host": self.headers.get("Host")})
-                body = f"{backend.status} from {host}\n".encode()
-                self.send_response(backend.status)
+                backend.requests.append({"path": self.path, "host": self.headers.get("Host"),
+                                         "client": self.client_address[0]})
+                status = 503 if self.client_address[0] in backend.refuse_from else backend.status
+                body = f"{status} from {host}\n".encode()
+                self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

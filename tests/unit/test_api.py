@@ -386,7 +386,7 @@ def test_health_servers_before_any_check():
                      "status": "unknown", "last_check": None, "last_healthy": None,
                      "consecutive_failures": 0, "consecutive_successes": 0, "last_error": None,
                      "weight": 100, "effective_weight": 100.0, "weight_source": "config",
-                     "registration_id": None, "judged_by": "check"}
+                     "registration_id": None, "judged_by": "check", "node_verdicts": {}}
 
 
 def test_health_servers_after_checks_in_config_order():
