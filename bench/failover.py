@@ -169,10 +169,10 @@ def main() -> int:
             for kind in kinds:
                 leader = settle(cluster)
                 if kind == "kill":
-                    outcome = measure(prober, lambda: cluster.kill(leader), leader)
+                    outcome = measure(prober, lambda leader=leader: cluster.kill(leader), leader)
                     cluster.start(leader)
                 elif kind == "stop":
-                    outcome = measure(prober, lambda: cluster.nodes[leader].signal(signal.SIGSTOP), leader)
+                    outcome = measure(prober, lambda leader=leader: cluster.nodes[leader].signal(signal.SIGSTOP), leader)
                     time.sleep(max(0.0, 3.0))
                     resumed = prober.run_until(lambda s: len(s) >= 100, 1.5)  # the resumed node must stay silent
                     overlap = sum(SAMPLE for _, nodes in resumed if len(nodes) > 1)
@@ -182,7 +182,7 @@ def main() -> int:
                     outcome = (outcome[0], outcome[1] + overlap)
                 else:
                     try:
-                        outcome = measure(prober, lambda: partition(cluster, leader), leader)
+                        outcome = measure(prober, lambda leader=leader: partition(cluster, leader), leader)
                     finally:
                         heal()
                 results[kind].append(outcome)

@@ -17,7 +17,7 @@ class QuietSite(Site):
     noisy = False
     displayTracebacks = False
 
-    def log(self, request: Request) -> None:
+    def log(self, request: Request) -> None:  # type: ignore[override]
         pass
 
 
@@ -28,4 +28,4 @@ def listen_http(reactor: IReactorTCP, address: ListenAddress, resource: IResourc
     ``twisted.internet.error.CannotListenError`` when the port cannot be bound.
     """
     site = QuietSite(resource, timeout=IDLE_TIMEOUT, reactor=reactor)
-    return reactor.listenTCP(address.port, site, interface=address.host)
+    return reactor.listenTCP(address.port, site, interface=address.host)  # type: ignore[arg-type]

@@ -19,8 +19,18 @@ offer ``machine``, ``propose``, ``add_listener`` and ``writable``) and the
   passing check.  A registration whose region is no longer configured, or
   whose region+address is now a configured server (the configuration wins),
   is kept in the store but not served.
-* **Vetoes** (filled by the overwatch work) make a server unhealthy while
-  active.
+* **Predictive bleed** (SPEC §7.6): with
+  ``cluster.predictive_health.enabled``, a server's signal record (from its
+  agent's heartbeats) ramps :meth:`Runtime.bleed_factor` smoothly from 1.0
+  down to 0.05 over the reason's ``bleed_duration`` and back after a clear
+  (the math is :mod:`opengslb.cluster.predictive`).  While any ramp is in
+  progress the view is rebuilt every :attr:`Runtime.RAMP_STEP` seconds, and
+  once more at the exact end of each ramp.  A fully bled server (at the
+  floor, bleed still active) is marked ``drained`` in its served state, which
+  the failover algorithm skips while another eligible server is not drained;
+  weighted and round-robin simply give it 5% of its weight.
+* **Vetoes** (the leader's :class:`~opengslb.cluster.overwatch.Overwatch`
+  proposes them) make a server unhealthy while active.
 * **Rebuilds**: every change of the store reconciles the health checks of
   registered servers and asks the core for a view rebuild on the next
   reactor turn (coalesced).
@@ -42,6 +52,7 @@ Everything runs on the reactor thread; time is ``reactor.seconds()``.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple
@@ -51,6 +62,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from opengslb.cluster.predictive import NO_BLEED, BleedState, bleed_state, continuing_since
 from opengslb.config.model import Config, HealthCheckConfig, ServerConfig
 from opengslb.dns.view import ServedState
 from opengslb.health.tracker import ServerHealth, ServerKey
@@ -62,6 +74,14 @@ __all__ = ["NotFound", "Rejected", "Runtime", "Store", "WeightInfo", "WriteFaile
 
 #: Signal reason → the ``cluster.predictive_health`` entry holding its bleed duration.
 SIGNAL_SETTINGS = {"cpu_high": "cpu", "memory_high": "memory", "error_rate_high": "error_rate"}
+
+#: Whether :class:`ServedState` (and routing's Candidate) carry ``drained``, the flag that
+#: makes failover yield a fully bled primary.  Without it a drained server keeps 5% of its
+#: weight everywhere, failover included.
+_SERVED_HAS_DRAINED = "drained" in {f.name for f in dataclasses.fields(ServedState)}
+
+#: The bleed state of a server whose signal is ignored (predictive health is disabled).
+_DISABLED = BleedState(1.0, "disabled")
 
 
 class Store(Protocol):
@@ -129,6 +149,8 @@ class Runtime:
     #: A heartbeat that changes nothing is replicated once the replicated
     #: ``last_heartbeat`` is older than this fraction of the ttl.
     REFRESH_FRACTION = 1.0 / 3.0
+    #: Seconds between two view rebuilds while a bleed ramp is in progress.
+    RAMP_STEP = 0.5
 
     def __init__(self, reactor: Any, gslb: Any, store: Store,
                  is_leader: Callable[[], bool] = lambda: True,
@@ -148,6 +170,7 @@ class Runtime:
         self._next_override_expiry: Optional[float] = None
         self._refresh_pending = False
         self._loop: Optional[LoopingCall] = None
+        self._ramp_call: Optional[Any] = None  # IDelayedCall of the next ramp rebuild
         self._stopped = False
         store.add_listener(self._state_changed)
         gslb.attach_runtime(self)
@@ -164,6 +187,7 @@ class Runtime:
         self._stopped = False
         self._reconcile()
         self._gslb.request_rebuild()
+        self._schedule_ramp()
         if self._loop is None:
             self._loop = LoopingCall(self._tick)
             self._loop.clock = self._reactor
@@ -176,6 +200,17 @@ class Runtime:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+        if self._ramp_call is not None and self._ramp_call.active():
+            self._ramp_call.cancel()
+        self._ramp_call = None
+
+    def is_leader(self) -> bool:
+        """Whether this node leads (may expire, veto, ...); False when the check itself fails."""
+        try:
+            return bool(self._is_leader())
+        except Exception:
+            log.failure("is_leader() failed; treating this node as not the leader")
+            return False
 
     # -- what the core asks (RuntimeInputs) ---------------------------------------
 
@@ -198,24 +233,48 @@ class Runtime:
         # ``server.weight`` is the base weight: configured, or the registration's (extra_servers).
         source = "config" if registration is None else "registration"
         weight = self._effective(key, int(server.weight), source).effective
+        if _SERVED_HAS_DRAINED:
+            return ServedState(healthy=healthy, weight=weight, last_healthy=last_healthy,
+                               drained=self.bleed_state(key).drained)  # type: ignore[call-arg]
         return ServedState(healthy=healthy, weight=weight, last_healthy=last_healthy)
 
     def config_changed(self) -> None:
         """A reload swapped the configuration: re-judge which registrations are served."""
         self._reconcile()
+        self._schedule_ramp()
 
     # -- effective weight -----------------------------------------------------------
 
     def bleed_factor(self, key: ServerKey) -> float:
-        """The predictive-health multiplier of ``key``'s weight, from 0.0 to 1.0.
+        """The predictive-health multiplier of ``key``'s weight, from 0.05 to 1.0.
 
-        Always 1.0 here: no bleed is applied.  The distributed-health work
-        computes it from ``machine.signals`` (a ``bleed`` lowers it smoothly
-        to at most 0.05 over the reason's ``bleed_duration`` and a ``clear``
-        ramps it back over the same time, SPEC §7.6) and calls
-        ``gslb.request_rebuild()`` while a ramp is in progress.
+        1.0 unless ``cluster.predictive_health.enabled``; then computed from
+        the server's record in ``machine.signals`` at ``reactor.seconds()``:
+        a ``bleed`` lowers it smoothly to 0.05 over the reason's
+        ``bleed_duration`` and a ``clear`` ramps it back to 1.0 over the same
+        time (SPEC §7.6, :func:`opengslb.cluster.predictive.bleed_state`).
         """
-        return 1.0
+        return self.bleed_state(key).factor
+
+    def bleed_state(self, key: ServerKey) -> BleedState:
+        """Where ``key``'s bleed ramp stands now.
+
+        Phase ``"none"`` without a signal record, ``"disabled"`` (factor 1.0)
+        when there is one but ``cluster.predictive_health.enabled`` is false.
+        """
+        record = self.machine.signals.get(server_key(key.region, key.address, key.port))
+        if record is None:
+            return NO_BLEED
+        if not self._gslb.config.cluster.predictive_health.enabled:
+            return _DISABLED
+        return bleed_state(record, self._reactor.seconds())
+
+    def bleeding_servers(self) -> int:
+        """How many servers have a bleed factor below 1.0 now (draining, drained or restoring)."""
+        if not self._gslb.config.cluster.predictive_health.enabled:
+            return 0
+        now = self._reactor.seconds()
+        return sum(1 for record in self.machine.signals.values() if bleed_state(record, now).bleeding)
 
     def weight_info(self, region: str, address: str, port: int) -> WeightInfo:
         """Base weight, effective weight and its source for one configured or registered server."""
@@ -262,6 +321,26 @@ class Runtime:
         expires = veto.get("expires_at")
         return expires is None or expires > self._reactor.seconds()
 
+    def active_vetoes(self) -> Dict[str, Dict[str, Any]]:
+        """Vetoes in force (``region/address:port`` → live record: do not change it)."""
+        now = self._reactor.seconds()
+        return {key: veto for key, veto in self.machine.vetoes.items()
+                if veto.get("expires_at") is None or veto["expires_at"] > now}
+
+    def claimed_servers(self) -> List[Tuple[ServerKey, ServerConfig, Dict[str, Any]]]:
+        """Served registrations that carry an agent's claim, in order: (key, server, record).
+
+        These are the servers the overwatch checks (SPEC §7.7).
+        """
+        result = []
+        for region, servers in self._extra.items():
+            for server in servers:
+                key = ServerKey(region, server.address, server.port)
+                registration = self._served.get(key)
+                if registration is not None and registration.get("claim") is not None:
+                    result.append((key, server, registration))
+        return result
+
     # -- registrations, read side ----------------------------------------------------
 
     def _registration_health(self, registration: Dict[str, Any],
@@ -293,8 +372,9 @@ class Runtime:
         ``served``: whether it is a candidate now; ``not_served``: why not
         (``None`` when served); ``healthy``: the verdict DNS uses;
         ``judged_by``: ``"claim"`` or ``"check"``; ``signal`` / ``veto``:
-        the replicated records or ``None``; ``last_seen``, ``expires_at``;
-        ``weight``: a :class:`WeightInfo`.
+        the replicated records or ``None``; ``bleed``: the
+        :class:`~opengslb.cluster.predictive.BleedState` now;
+        ``last_seen``, ``expires_at``; ``weight``: a :class:`WeightInfo`.
         """
         region, address, port = registration["region"], registration["address"], registration["port"]
         key = ServerKey(region, address, port)
@@ -311,6 +391,7 @@ class Runtime:
             "healthy": healthy,
             "judged_by": "check" if registration.get("claim") is None else "claim",
             "signal": self.machine.signals.get(server_key(region, address, port)),
+            "bleed": self.bleed_state(key),
             "veto": veto if self._vetoed(key) else None,
             "last_seen": self.last_seen(registration),
             "expires_at": self.expires_at(registration),
@@ -431,8 +512,12 @@ class Runtime:
         if not changed and now - replicated < float(registration["ttl"]) * self.REFRESH_FRACTION:
             return defer.succeed(registration)
         command: Command = {"op": "service.heartbeat", "id": rid, "at": now, "healthy": healthy}
+        first: Optional[Command] = None  # a back-dated signal.set, proposed before the heartbeat
         if signal is not None:
             command["signal"] = self._signal_command(signal)
+            first = self._continued_bleed(registration, command["signal"], now)
+            if first is not None:
+                del command["signal"]
         self._refresh_proposed[rid] = now
 
         def failed(failure: Failure) -> Failure:
@@ -450,7 +535,11 @@ class Runtime:
                          event="service_claim")
             return self.machine.registrations.get(rid, registration)
 
-        d = self._propose(command).addErrback(failed)
+        if first is None:
+            d = self._propose(command)
+        else:
+            d = self._propose(first).addCallback(lambda _: self._propose(command))
+        d.addErrback(failed)
         return d.addCallbacks(done, _not_found_if_rejected(f"no registration {rid}"))
 
     def deregister(self, rid: str) -> "defer.Deferred[Dict[str, Any]]":
@@ -477,6 +566,39 @@ class Runtime:
             return active
         return not active or current is None or current.get("reason") != signal.get("reason")
 
+    def _continued_bleed(self, registration: Dict[str, Any], signal: Dict[str, Any],
+                         now: float) -> Optional[Command]:
+        """A ``signal.set`` that starts a new bleed where the current ramp stands, or ``None``.
+
+        A bleed that replaces another one (a new reason) or follows a clear
+        whose ramp back is not finished would restart the drain at 1.0: a
+        step.  Instead its ``since`` is back-dated so the drain continues
+        from the factor reached now (:func:`continuing_since`).  ``None``
+        when no ramp is under way (the heartbeat then carries the signal).
+        """
+        if signal.get("type") != "bleed" or not self._signal_changes(registration, signal):
+            return None
+        key = server_key(registration["region"], registration["address"], registration["port"])
+        reached = bleed_state(self.machine.signals.get(key), now).factor
+        if reached >= 1.0:
+            return None
+        duration = float(signal["bleed_duration"])
+        return {"op": "signal.set", "region": registration["region"],
+                "address": registration["address"], "port": registration["port"],
+                "reason": signal["reason"], "value": signal["value"],
+                "threshold": signal["threshold"], "bleed_duration": duration,
+                "at": continuing_since(reached, duration, now)}
+
+    def set_veto(self, key: ServerKey, reason: str) -> "defer.Deferred[Any]":
+        """Replicate a veto of ``key`` (the overwatch, on the leader); fires the stored record."""
+        return self._propose({"op": "veto.set", "region": key.region, "address": key.address,
+                              "port": key.port, "reason": reason, "at": self._reactor.seconds()})
+
+    def clear_veto(self, key: ServerKey) -> "defer.Deferred[Any]":
+        """Replicate the lifting of ``key``'s veto; fires the removed record (``None`` if none)."""
+        return self._propose({"op": "veto.clear", "region": key.region, "address": key.address,
+                              "port": key.port})
+
     def _signal_command(self, signal: Dict[str, Any]) -> Dict[str, Any]:
         """A heartbeat's signal as the command carries it (with the configured bleed duration)."""
         if signal.get("type") != "bleed":
@@ -497,6 +619,29 @@ class Runtime:
         self._refresh_pending = False
         self._reconcile()
         self._gslb.request_rebuild()
+        self._schedule_ramp()
+
+    def _schedule_ramp(self) -> None:
+        """While a bleed ramp is in progress, rebuild every RAMP_STEP s and at each ramp's end."""
+        if self._stopped or not self._gslb.config.cluster.predictive_health.enabled:
+            return
+        now = self._reactor.seconds()
+        ends = [state.ramp_ends_at for state in
+                (bleed_state(record, now) for record in self.machine.signals.values())
+                if state.ramping and state.ramp_ends_at is not None]
+        if not ends:
+            return
+        due = min(now + self.RAMP_STEP, max(now, min(ends)))
+        if self._ramp_call is not None and self._ramp_call.active():
+            if self._ramp_call.getTime() <= due:
+                return
+            self._ramp_call.cancel()
+        self._ramp_call = self._reactor.callLater(due - now, self._ramp_step)
+
+    def _ramp_step(self) -> None:
+        self._ramp_call = None
+        self._gslb.request_rebuild()
+        self._schedule_ramp()
 
     def _reconcile(self) -> None:
         """Recompute the served registrations and the health checks of claimless ones."""

@@ -94,7 +94,8 @@ class GslbService(service.Service):
             self.consensus = DistributedHealth(self.gossip.views,
                                                lambda: self.gslb.config.cluster.health_consensus, reactor)
             self.gslb.attach_consensus(self.consensus)
-            self.gslb.add_view_listener(lambda view: self.gossip.set_local(self.gslb.local_verdicts()))
+            gossip = self.gossip
+            self.gslb.add_view_listener(lambda view: gossip.set_local(self.gslb.local_verdicts()))
             self.metrics.registry.register(GossipCollector(self.gossip))
             self._fresh_nodes: frozenset = frozenset()
             self._freshness_loop = task.LoopingCall(self._watch_freshness)
@@ -290,7 +291,7 @@ class GslbService(service.Service):
             port.stopListening()
         self.dns_ports, self.other_ports = [], []
         self.runtime.stop()
-        stops = [self.gslb.stop()]
+        stops: List[Any] = [self.gslb.stop()]
         if self.raft is None:
             stops.append(self.store.close())
         yield defer.DeferredList(stops)

@@ -88,7 +88,7 @@ class Options(usage.Options):
         try:
             if self["demo"]:
                 from opengslb.demo import demo_config_text
-                config, warnings = parse_config(demo_config_text(), "<demo>"), []
+                config, warnings = parse_config(demo_config_text(), "<demo>"), list[str]()
             else:
                 config, warnings = load_config(self["config"])
             config = apply_flags(config, self["mode"], self["bootstrap"], self["join"])

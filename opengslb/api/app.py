@@ -240,7 +240,7 @@ class GslbAPI:
                      path=request.path.decode("utf-8", "replace"), event="api_unauthorized")
             raise APIError(401, "invalid bearer token", challenge)
 
-    @app.handle_errors(Exception)
+    @app.handle_errors(Exception)  # type: ignore[arg-type]
     def _failed(self, request: Request, failure: Failure) -> bytes:
         """Every error as JSON; routing errors pass the source check first."""
         error = failure.value
@@ -579,7 +579,7 @@ class GslbAPI:
 
     def _json_body(self, request: Request) -> Dict[str, Any]:
         try:
-            body = json.loads(request.content.read() or b"{}")
+            body = json.loads(request.content.read() or b"{}")  # type: ignore[union-attr]
         except ValueError:
             raise APIError(400, "the request body is not valid JSON") from None
         if not isinstance(body, dict):

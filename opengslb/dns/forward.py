@@ -67,12 +67,12 @@ class Forwarder(protocol.DatagramProtocol):
             relay_id = self._rng.randrange(1 << 16)
         relayed = dns.Message(id=relay_id, opCode=request.opCode, recDes=request.recDes)
         relayed.queries = list(request.queries)
-        relayed.additional = [dns._OPTHeader(
+        relayed.additional = [dns._OPTHeader(  # type: ignore[list-item]
             udpPayloadSize=limit or 65535, dnssecOK=request.dnssecOK,
             options=[dns._OPTVariableOption(FORWARDED_OPTION, b"opengslb")])]
         d: defer.Deferred[Optional[bytes]] = defer.Deferred()
         self._pending[relay_id] = (d, request, limit)
-        self.transport.write(relayed.toStr(), leader)
+        self.transport.write(relayed.toStr(), leader)  # type: ignore[union-attr]
 
         def expire() -> None:
             entry = self._pending.pop(relay_id, None)

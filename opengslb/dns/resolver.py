@@ -11,7 +11,7 @@ server module only deals with wire format and transports.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from twisted.internet import defer
 from twisted.names import common, dns, error
@@ -65,8 +65,9 @@ def serial_of(zone: ZoneView) -> int:
 
 
 def address_record(owner: bytes, address: str, ttl: int) -> dns.RRHeader:
+    payload: Any
     if ":" in address:
-        payload: object = dns.Record_AAAA(address, ttl=ttl)
+        payload = dns.Record_AAAA(address, ttl=ttl)
         rtype = dns.AAAA
     else:
         payload = dns.Record_A(address, ttl=ttl)

@@ -191,8 +191,9 @@ def _parse(data: bytes) -> "dns._EDNSMessage | bytes | None":
         if len(plain.queries) != 1 or opt_count > 1 or plain.answers or plain.authority:
             return _header_only(data, dns.EFORMAT)
         request = dns._EDNSMessage._fromMessage(plain)
-        request.ednsOptions = [option for r in plain.additional if r.type == dns.OPT
-                               for option in dns._OPTHeader.fromRRHeader(r).options]
+        options = [option for r in plain.additional if r.type == dns.OPT
+                   for option in dns._OPTHeader.fromRRHeader(r).options]
+        request.ednsOptions = options  # type: ignore[attr-defined]  # twisted drops OPT options
     except Exception:  # anything unparsable, malformed OPT options included
         return _header_only(data, dns.EFORMAT)
     return request
@@ -206,7 +207,7 @@ def _limit(request: dns._EDNSMessage, max_size: Optional[int]) -> Optional[int]:
 
 
 def _options(request: dns._EDNSMessage) -> List[Tuple[int, bytes]]:
-    return [(o.code, o.data) for o in request.ednsOptions]
+    return [(o.code, o.data) for o in getattr(request, "ednsOptions", [])]
 
 
 def encode_response(request: dns._EDNSMessage, result: Answer, limit: Optional[int]) -> bytes:
@@ -262,7 +263,7 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
 
     def startProtocol(self) -> None:
         sock = getattr(self.transport, "socket", None)
-        self._sendto = sock.sendto if sock is not None else self.transport.write
+        self._sendto = sock.sendto if sock is not None else self.transport.write  # type: ignore[union-attr]
 
     def datagramReceived(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
         started = time.perf_counter()
@@ -283,12 +284,12 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         if isinstance(reply, Deferred):
             reply.addCallback(self._send_later, addr)
         elif reply is not None:
-            self.transport.write(reply, addr)
+            self.transport.write(reply, addr)  # type: ignore[union-attr]
             self._responder.stats.observe_duration(time.perf_counter() - started)
 
     def _send_later(self, reply: Optional[bytes], addr: tuple) -> None:
         if reply is not None and self.transport is not None:
-            self.transport.write(reply, addr)
+            self.transport.write(reply, addr)  # type: ignore[call-arg,arg-type]
 
 
 class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
@@ -327,7 +328,7 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
             self.sendString(reply)
 
     def timeoutConnection(self) -> None:
-        self.transport.loseConnection()
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: object = None) -> None:
         self.setTimeout(None)

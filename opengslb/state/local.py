@@ -93,7 +93,7 @@ class LocalStore:
         data = json.dumps(self.machine.snapshot(), sort_keys=True).encode()
         for listener in self._listeners:
             listener()
-        d = self._lock.run(threads.deferToThreadPool, self._reactor, self._reactor.getThreadPool(),
+        d: defer.Deferred[Any] = self._lock.run(threads.deferToThreadPool, self._reactor, self._reactor.getThreadPool(),
                            write_atomically, self.path, data)
         d.addCallback(lambda _: result)
         return d
@@ -103,4 +103,5 @@ class LocalStore:
 
     def close(self) -> "defer.Deferred[None]":
         """Fires once every pending write is on disk."""
-        return self._lock.run(lambda: defer.succeed(None))
+        done: defer.Deferred[None] = self._lock.run(defer.succeed, None)
+        return done

@@ -53,6 +53,7 @@ log = Logger(namespace="opengslb.cluster")
 
 PYSYNCOBJ_VERSION = "0.3.17"
 MEMBERS_FILE = "members.json"
+LEADER_WAIT = 2.0  # a write waits this long for an election to produce a leader
 JOURNAL_FILE = "raft.journal"
 SNAPSHOT_FILE = "raft.snapshot"
 
@@ -207,7 +208,7 @@ class _SyncObj(SyncObj):
         if self._SyncObj__raftState == 2 or self._SyncObj__selfNode is None:  # type: ignore[attr-defined]
             return
         now = time.monotonic()
-        if self._SyncObj__raftElectionDeadline >= now:  # type: ignore[attr-defined]
+        if self._SyncObj__raftElectionDeadline >= now:  # type: ignore[attr-defined,has-type]
             return
         others = self._SyncObj__otherNodes  # type: ignore[attr-defined]
         if not others or now < self._transfer_election_until:
@@ -511,7 +512,8 @@ class RaftNode:
 
     @property
     def writable(self) -> bool:
-        return self.status.leader is not None
+        """True while pysyncobj runs; a write waits briefly for a leader (see :meth:`propose`)."""
+        return self._sync is not None
 
     def serving(self) -> bool:
         return self.status.serving()
@@ -522,15 +524,24 @@ class RaftNode:
         Fails with :class:`ProposalFailed` when there is no leader, the leader
         changed, or nothing committed within ``propose_timeout``.
         """
-        sync = self._sync
-        if sync is None:
+        if self._sync is None or self._consumer is None:
             return defer.fail(ProposalFailed("cluster is not running"))
+        consumer = self._consumer
         d: defer.Deferred[Result] = defer.Deferred()
+        deadline = self.reactor.seconds() + min(self.propose_timeout, LEADER_WAIT)
 
         def on_result(result: Any, error: Any) -> None:
             self.reactor.callFromThread(self._deliver, d, result, error)
 
-        self._consumer.apply_command(command, callback=on_result)
+        def send() -> None:
+            if d.called:
+                return
+            if self.status.leader is None and self.reactor.seconds() < deadline:
+                self.reactor.callLater(0.05, send)  # an election is under way: wait for its outcome
+                return
+            consumer.apply_command(command, callback=on_result)
+
+        send()
         d.addTimeout(self.propose_timeout, self.reactor,
                      onTimeoutCancel=lambda *_: ProposalFailed("write not committed in time"))
         return d
