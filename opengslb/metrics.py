@@ -35,7 +35,9 @@ from twisted.web.server import Request
 from opengslb.health.tracker import ServerKey
 
 if TYPE_CHECKING:
+    from opengslb.cluster.overwatch import Overwatch
     from opengslb.core import Gslb
+    from opengslb.runtime import Runtime
 
 __all__ = ["CHECK_DURATION_BOUNDS", "DurationHistogram", "Metrics"]
 
@@ -86,16 +88,29 @@ class Metrics:
         until the first successful reload (the start-up load counts as the
         first configuration load).
 
+    :param runtime: the runtime state (:class:`opengslb.runtime.Runtime`);
+        with it, ``opengslb_overrides_active``, ``opengslb_vetoes_active`` and
+        ``opengslb_bleeding_servers`` are exposed.
+    :param overwatch: the leader's :class:`~opengslb.cluster.overwatch.Overwatch`;
+        with it, ``opengslb_overwatch_disagreements_total{mode}`` is exposed.
+
+    ``runtime`` and ``overwatch`` are read at every scrape, so they may also
+    be assigned after construction.
+
     ``registry`` is private to this object (never the global REGISTRY) and
     also holds prometheus_client's standard process, platform and GC
     collectors.
     """
 
     def __init__(self, gslb: "Gslb", reloader: ReloadCounts, version: str,
-                 clock: IReactorTime) -> None:
+                 clock: IReactorTime, runtime: Optional["Runtime"] = None,
+                 overwatch: Optional["Overwatch"] = None) -> None:
         self.gslb = gslb
         self.reloader = reloader
         self.version = version
+        self.clock = clock
+        self.runtime = runtime
+        self.overwatch = overwatch
         self.started = clock.seconds()
         self.check_durations = DurationHistogram(CHECK_DURATION_BOUNDS)
         gslb.on_check_duration = self.check_durations.observe
@@ -170,6 +185,28 @@ class _GslbCollector(Collector):
                                 value=len(config.domains))
         yield GaugeMetricFamily("opengslb_configured_servers", "Servers in the configuration.",
                                 value=sum(len(region.servers) for region in config.regions))
+        yield from self._runtime_families()
+
+    def _runtime_families(self) -> Iterable[Metric]:
+        """Runtime-state gauges and the overwatch counter, when those parts are attached."""
+        runtime = self._metrics.runtime
+        if runtime is not None:
+            now = self._metrics.clock.seconds()
+            yield GaugeMetricFamily("opengslb_overrides_active", "Overrides in force (not expired).",
+                                    value=len(runtime.machine.active_overrides(now)))
+            yield GaugeMetricFamily("opengslb_vetoes_active",
+                                    "Servers vetoed by the overwatch (served unhealthy).",
+                                    value=len(runtime.active_vetoes()))
+            yield GaugeMetricFamily("opengslb_bleeding_servers",
+                                    "Servers whose weight predictive health is lowering now "
+                                    "(draining, drained or ramping back).",
+                                    value=runtime.bleeding_servers())
+        overwatch = self._metrics.overwatch
+        if overwatch is not None:
+            yield _counter("opengslb_overwatch_disagreements_total",
+                           "Checks of the leader that failed while the agent claimed healthy, by the "
+                           "veto_mode in force.", ["mode"],
+                           (((mode,), n) for mode, n in overwatch.disagreements.items()))
 
 
 def _counter(name: str, documentation: str, labels: list[str],

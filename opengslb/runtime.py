@@ -52,7 +52,6 @@ Everything runs on the reactor thread; time is ``reactor.seconds()``.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple
@@ -78,7 +77,6 @@ SIGNAL_SETTINGS = {"cpu_high": "cpu", "memory_high": "memory", "error_rate_high"
 #: Whether :class:`ServedState` (and routing's Candidate) carry ``drained``, the flag that
 #: makes failover yield a fully bled primary.  Without it a drained server keeps 5% of its
 #: weight everywhere, failover included.
-_SERVED_HAS_DRAINED = "drained" in {f.name for f in dataclasses.fields(ServedState)}
 
 #: The bleed state of a server whose signal is ignored (predictive health is disabled).
 _DISABLED = BleedState(1.0, "disabled")
@@ -233,10 +231,8 @@ class Runtime:
         # ``server.weight`` is the base weight: configured, or the registration's (extra_servers).
         source = "config" if registration is None else "registration"
         weight = self._effective(key, int(server.weight), source).effective
-        if _SERVED_HAS_DRAINED:
-            return ServedState(healthy=healthy, weight=weight, last_healthy=last_healthy,
-                               drained=self.bleed_state(key).drained)  # type: ignore[call-arg]
-        return ServedState(healthy=healthy, weight=weight, last_healthy=last_healthy)
+        return ServedState(healthy=healthy, weight=weight, last_healthy=last_healthy,
+                           drained=self.bleed_state(key).drained)
 
     def config_changed(self) -> None:
         """A reload swapped the configuration: re-judge which registrations are served."""
@@ -526,13 +522,16 @@ class Runtime:
             return failure
 
         claim_changed = registration.get("claim") != healthy
+        signal_changed = self._signal_changes(registration, signal)
 
         def done(_: Any) -> Dict[str, Any]:
+            server = f"{registration['address']}:{registration['port']}"
             if claim_changed:
-                log.info("registration {id} ({server}) now claims {claim}", id=rid,
-                         server=f"{registration['address']}:{registration['port']}",
+                log.info("registration {id} ({server}) now claims {claim}", id=rid, server=server,
                          claim={True: "healthy", False: "unhealthy", None: "nothing"}[healthy],
                          event="service_claim")
+            if signal_changed and signal is not None:
+                self._log_signal(rid, server, registration["region"], signal)
             return self.machine.registrations.get(rid, registration)
 
         if first is None:
@@ -565,6 +564,21 @@ class Runtime:
         if signal.get("type") == "clear":
             return active
         return not active or current is None or current.get("reason") != signal.get("reason")
+
+    def _log_signal(self, rid: str, server: str, region: str, signal: Dict[str, Any]) -> None:
+        """Log a bleed or clear that was just replicated (SPEC §11: bleeds are logged)."""
+        settings = self._gslb.config.cluster.predictive_health
+        applied = "" if settings.enabled else " (ignored: cluster.predictive_health.enabled is false)"
+        if signal.get("type") == "bleed":
+            entry = getattr(settings, SIGNAL_SETTINGS.get(str(signal.get("reason")), "cpu"))
+            log.info("{server} in {region} asks to be bled: {reason} ({value:g} > {threshold:g}); "
+                     "weight down to 5% over {duration:g}s{applied}", server=server, region=region,
+                     id=rid, reason=signal.get("reason"), value=float(signal.get("value") or 0.0),
+                     threshold=float(signal.get("threshold") or 0.0),
+                     duration=float(entry.bleed_duration), applied=applied, event="predictive_bleed")
+        else:
+            log.info("{server} in {region} cleared its bleed signal: weight back up{applied}",
+                     server=server, region=region, id=rid, applied=applied, event="predictive_clear")
 
     def _continued_bleed(self, registration: Dict[str, Any], signal: Dict[str, Any],
                          now: float) -> Optional[Command]:

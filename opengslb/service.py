@@ -21,6 +21,7 @@ from opengslb.cluster.facade import RaftCluster, StandaloneCluster, config_hash
 from opengslb.cluster.gossip import Gossip
 from opengslb.cluster.keys import GOSSIP, derive_key
 from opengslb.cluster.metrics import ClusterCollector, ConfigHashCollector, GossipCollector
+from opengslb.cluster.overwatch import Overwatch
 from opengslb.config.model import Config, ListenAddress
 from opengslb.core import Gslb
 from opengslb.dns.fastpath import FastPath
@@ -102,6 +103,9 @@ class GslbService(service.Service):
         raft = self.raft
         self.runtime = Runtime(reactor, self.gslb, self.store,
                                is_leader=(lambda: True) if raft is None else raft.serving)
+        self.overwatch = Overwatch(reactor, self.runtime, self.checker, lambda: self.gslb.config)
+        self.metrics.runtime = self.runtime
+        self.metrics.overwatch = self.overwatch
         self.api = GslbAPI(self.gslb, self.reloader, settings=lambda: self.gslb.config.api,
                            readiness=self.readiness, node_name=self.node_name, clock=reactor,
                            cluster=self.cluster, runtime=self.runtime)
@@ -166,6 +170,7 @@ class GslbService(service.Service):
         self.started_at = self.reactor.seconds()
         self.gslb.start()
         self.runtime.start()
+        self.overwatch.start()
         if self.raft is not None:
             self._start_cluster(config)
         if hasattr(signal, "SIGHUP"):
@@ -290,6 +295,7 @@ class GslbService(service.Service):
         for port in self.dns_ports + self.other_ports:
             port.stopListening()
         self.dns_ports, self.other_ports = [], []
+        self.overwatch.stop()
         self.runtime.stop()
         stops: List[Any] = [self.gslb.stop()]
         if self.raft is None:

@@ -66,9 +66,11 @@ def _load(path: str, validate: bool) -> AgentConfig:
 
 def _main(reactor: Any, config: AgentConfig) -> "defer.Deferred[None]":
     """Start the agent; the Deferred fires once it has stopped (after SIGTERM/SIGINT)."""
+    from opengslb.agent.predictive import PredictiveSampler
     from opengslb.agent.service import Agent
 
-    agent = Agent(reactor, config)
+    # Predictive signals (SPEC §7.6): CPU and memory by psutil, the local checks' error rate.
+    agent = Agent(reactor, config, signals=PredictiveSampler(config.predictive_health))
     finished: "defer.Deferred[None]" = defer.Deferred()
 
     def shutdown() -> "defer.Deferred[None]":

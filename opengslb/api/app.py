@@ -747,6 +747,7 @@ def _service_json(runtime: "Runtime", registration: Mapping[str, Any]) -> Dict[s
     status = runtime.registration_status(dict(registration))
     signal = status["signal"]
     veto = status["veto"]
+    bleed = status["bleed"]
     return {
         "id": registration["id"],
         "region": registration["region"],
@@ -765,7 +766,8 @@ def _service_json(runtime: "Runtime", registration: Mapping[str, Any]) -> Dict[s
         "signal": None if signal is None else {
             "reason": signal["reason"], "value": signal["value"], "threshold": signal["threshold"],
             "bleed_duration": signal["bleed_duration"], "since": rfc3339(signal["since"]),
-            "cleared_at": rfc3339(signal.get("cleared_at"))},
+            "cleared_at": rfc3339(signal.get("cleared_at")),
+            "bleed_factor": round(bleed.factor, 4), "phase": bleed.phase},
         "veto": None if veto is None else {
             "reason": veto["reason"], "since": rfc3339(veto["since"]),
             "expires_at": rfc3339(veto.get("expires_at"))},

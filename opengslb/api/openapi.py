@@ -183,8 +183,17 @@ _SCHEMAS: Dict[str, Schema] = {
         "bleed_duration": {"type": "number", "minimum": 0, "description": "seconds"},
         "since": _TIMESTAMP,
         "cleared_at": {**_TIMESTAMP, "description": "null while the bleed signal is active"},
+        "bleed_factor": {"type": "number", "minimum": 0, "maximum": 1,
+                         "description": "the multiplier of the server's weight now (effective_weight "
+                                        "includes it): 1.0 down to 0.05 over bleed_duration, back "
+                                        "to 1.0 over the same time after clear"},
+        "phase": {"enum": ["draining", "drained", "restoring", "restored", "disabled"],
+                  "description": "where the ramp stands; disabled: cluster.predictive_health.enabled "
+                                 "is false, so the signal is recorded but not applied"},
     }),
-    "Veto": _obj({"reason": {"type": "string"}, "since": _TIMESTAMP, "expires_at": _TIMESTAMP}),
+    "Veto": _obj({"reason": {"type": "string", "description": "why the overwatch vetoed the server"},
+                  "since": {**_TIMESTAMP, "description": "when the veto was set"},
+                  "expires_at": _TIMESTAMP}),
     "Service": _obj({
         "id": {"type": "string"},
         "region": {"type": "string"},

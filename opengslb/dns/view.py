@@ -27,12 +27,14 @@ class ServedState:
     """What the view needs to know about one server right now.
 
     ``weight`` is the effective weight (configured, or overridden, times any
-    bleed factor); ``last_healthy`` is when it was last seen healthy.
+    bleed factor); ``last_healthy`` is when it was last seen healthy;
+    ``drained``: fully bled by predictive health (failover passes it over).
     """
 
     healthy: bool
     weight: float
     last_healthy: Optional[float] = None
+    drained: bool = False
 
 
 StateLookup = Callable[[str, ServerConfig], ServedState]
@@ -148,7 +150,8 @@ def region_candidates(config: Config, state: StateLookup,
         servers = list(region.servers) + list(extra(region.name) if extra else ())
         served = [state(region.name, server) for server in servers]
         built = tuple(Candidate(address=server.address, port=server.port, region=region.name,
-                                weight=s.weight, healthy=s.healthy, order=offset + i)
+                                weight=s.weight, healthy=s.healthy, order=offset + i,
+                                drained=s.drained)
                       for i, (server, s) in enumerate(zip(servers, served)))
         offset += len(servers)
         if previous is not None and previous.region_candidates.get(region.name) == built:

@@ -21,7 +21,9 @@ class Candidate:
     ``weight`` is the effective weight (configured or overridden, times any
     bleed factor); ``healthy`` is the served health verdict.  ``order`` is the
     position in configuration order (regions in the domain's order, servers
-    in the region's order).
+    in the region's order).  ``drained`` marks a server predictive health has
+    fully bled (SPEC §7.6): still eligible with its small weight, but failover
+    passes it over while another eligible candidate is not drained.
     """
 
     address: str
@@ -30,6 +32,7 @@ class Candidate:
     weight: float
     healthy: bool
     order: int = 0
+    drained: bool = False
 
     @property
     def endpoint(self) -> str:

@@ -21,7 +21,12 @@ class _FixedPicker:
 
 
 class Failover:
-    """Always the first eligible candidate in the order given (configuration order)."""
+    """Always the first eligible candidate in the order given (configuration order).
+
+    A fully bled (``drained``) candidate yields to the first eligible one that
+    is not drained; when every eligible candidate is drained, the first of
+    them is answered all the same.
+    """
 
     name = "failover"
 
@@ -29,4 +34,4 @@ class Failover:
         pool = eligible(candidates)
         if not pool:
             return EmptyPicker()
-        return _FixedPicker(pool[0])
+        return _FixedPicker(next((c for c in pool if not c.drained), pool[0]))

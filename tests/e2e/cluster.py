@@ -29,7 +29,7 @@ class Cluster:
                  follower_queries: str = "refuse", key: Optional[str] = None,
                  election_timeout: str = "1s", anycast_vip: str = "",
                  health_consensus: str = "majority", extra_backends: Optional[List[Tuple[str, int]]] = None,
-                 algorithm: str = "round-robin") -> None:
+                 algorithm: str = "round-robin", cluster_extra: str = "") -> None:
         self.base = base
         self.key = key or cluster_key()
         self.hosts = [f"{subnet}.{i + 1}" for i in range(size)]
@@ -44,6 +44,9 @@ class Cluster:
         self.health_consensus = health_consensus
         self.backends = [(backend_host, backend_port)] + list(extra_backends or [])
         self.algorithm = algorithm
+        # More `cluster:` settings as YAML lines indented by two spaces, e.g.
+        # "  overwatch: {veto_mode: strict}" (predictive_health, overwatch, ...).
+        self.cluster_extra = cluster_extra
         self.nodes: Dict[str, OpenGSLB] = {}
 
     def config(self, host: str, key: Optional[str] = None) -> str:
@@ -72,6 +75,7 @@ cluster:
   raft: {{data_dir: "{{DATA}}", election_timeout: {self.election_timeout}}}
   gossip: {{encryption_key: "{key or self.key}"}}
   anycast_vip: "{self.anycast_vip}"
+{self.cluster_extra}
 """
 
     def address(self, host: str) -> str:

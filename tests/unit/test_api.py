@@ -899,7 +899,7 @@ def test_heartbeat_and_deregister():
     assert (beat.body["claim"], beat.body["healthy"]) == (False, False)
     assert beat.body["signal"] == {"reason": "cpu_high", "value": 97.5, "threshold": 90.0,
                                    "bleed_duration": 30.0, "since": rfc3339(NOW + 5),
-                                   "cleared_at": None}
+                                   "cleared_at": None, "bleed_factor": 1.0, "phase": "disabled"}
     for bad, message in (({"healthy": "up"}, "healthy must be"),
                          ({"signal": {"type": "bleed", "reason": "disk_full", "value": 1,
                                       "threshold": 1}}, "signal.reason"),
