@@ -38,6 +38,14 @@ from opengslb.state.raft import ProposalFailed, RaftNode, RaftStatus
 log = Logger(namespace="opengslb")
 
 
+def _check_source(config: Config) -> Optional[str]:
+    """Cluster mode: checks leave from the advertise address, a distinct vantage point (SPEC §5)."""
+    if config.cluster.mode != "cluster":
+        return None
+    identity = config.cluster.advertise_address or str(config.cluster.bind_address)
+    return identity.rpartition(":")[0].strip("[]") or None
+
+
 class GslbService(service.Service):
     """Owns the :class:`Gslb` core and the DNS sockets.
 
@@ -51,55 +59,28 @@ class GslbService(service.Service):
         self.reactor = reactor
         self.config_path = config_path
         self._log_observer = log_observer if log_observer is not None else {}
-        advertise_host = None
-        if config.cluster.mode == "cluster":
-            # Each node checks from its advertise address: a distinct vantage point (SPEC §5).
-            identity = config.cluster.advertise_address or str(config.cluster.bind_address)
-            advertise_host = identity.rpartition(":")[0].strip("[]") or None
-        self.checker = Checker(reactor, source_address=advertise_host)
         self.node_name = config.cluster.node_name or socket.gethostname()
+        self.checker = Checker(reactor, source_address=_check_source(config))
         self.gslb = Gslb(reactor, config, self.checker)
         self.config_hash = config_hash(config)
-        self.raft: Optional[RaftNode] = None
-        self.forwarder: Optional[Forwarder] = None
         self.fast_path = FastPath.from_view(self.gslb.view, self.gslb.stats)
         self.gslb.add_view_listener(self.fast_path.rebuild)
-        if config.cluster.mode == "cluster":
-            self.raft = RaftNode(reactor, config.cluster)
-            self.store: Any = self.raft
-            self.cluster: Any = RaftCluster(self.raft, self.node_name, lambda: self.config_hash)
-            self.forwarder = Forwarder(reactor, self.cluster.leader_dns_address)
-            self.responder = DNSResponder(lambda: self.gslb.view, self.gslb.stats,
-                                          on_stale=self.gslb.on_stale, serving=self.raft.serving,
-                                          follower_policy=lambda: self.gslb.config.cluster.follower_queries,
-                                          forwarder=self.forwarder, fast_path=self.fast_path)
-        else:
-            self.store = LocalStore(reactor, config.cluster.raft.data_dir)
-            self.cluster = StandaloneCluster(self.node_name, lambda: self.config_hash)
-            self.responder = DNSResponder(lambda: self.gslb.view, self.gslb.stats,
-                                          on_stale=self.gslb.on_stale, fast_path=self.fast_path)
-        self._published_member: Optional[tuple] = None
-        self._drift_warned: set = set()
         self.reloader = Reloader(reactor, config_path, current=lambda: self.gslb.config,
                                  apply=self._apply_config, adjust=adjust)
         self.metrics = Metrics(self.gslb, self.reloader, opengslb.__version__, reactor)
         self.metrics.registry.register(ConfigHashCollector(lambda: self.config_hash))
+        self.raft: Optional[RaftNode] = None
+        self.forwarder: Optional[Forwarder] = None
         self.gossip: Optional[Gossip] = None
-        if self.raft is not None:
-            self.metrics.registry.register(ClusterCollector(self.raft, self.node_name))
-            raft_node = self.raft
-            self.gossip = Gossip(reactor, raft_node.address,
-                                 derive_key(config.cluster.gossip.encryption_key, GOSSIP),
-                                 peers=lambda: raft_node.status.members,
-                                 on_verdicts=lambda node, verdicts: self.gslb.request_rebuild())
-            self.consensus = DistributedHealth(self.gossip.views,
-                                               lambda: self.gslb.config.cluster.health_consensus, reactor)
-            self.gslb.attach_consensus(self.consensus)
-            gossip = self.gossip
-            self.gslb.add_view_listener(lambda view: gossip.set_local(self.gslb.local_verdicts()))
-            self.metrics.registry.register(GossipCollector(self.gossip))
-            self._fresh_nodes: frozenset = frozenset()
-            self._freshness_loop = task.LoopingCall(self._watch_freshness)
+        self._published_member: Optional[tuple] = None
+        self._drift_warned: set = set()
+        if config.cluster.mode == "cluster":
+            self._wire_cluster(config)
+        else:
+            self.store: Any = LocalStore(reactor, config.cluster.raft.data_dir)
+            self.cluster: Any = StandaloneCluster(self.node_name, lambda: self.config_hash)
+            self.responder = DNSResponder(lambda: self.gslb.view, self.gslb.stats,
+                                          on_stale=self.gslb.on_stale, fast_path=self.fast_path)
         raft = self.raft
         self.runtime = Runtime(reactor, self.gslb, self.store,
                                is_leader=(lambda: True) if raft is None else raft.serving)
@@ -112,6 +93,31 @@ class GslbService(service.Service):
         self.dns_ports: List[IListeningPort] = []
         self.other_ports: List[IListeningPort] = []
         self.started_at: Optional[float] = None
+
+    def _wire_cluster(self, config: Config) -> None:
+        """Raft as the store and the DNS gate, gossip plus consensus for served health."""
+        reactor = self.reactor
+        raft = self.raft = RaftNode(reactor, config.cluster)
+        self.store = raft
+        self.cluster = RaftCluster(raft, self.node_name, lambda: self.config_hash)
+        self.forwarder = Forwarder(reactor, self.cluster.leader_dns_address)
+        self.responder = DNSResponder(lambda: self.gslb.view, self.gslb.stats,
+                                      on_stale=self.gslb.on_stale, serving=raft.serving,
+                                      follower_policy=lambda: self.gslb.config.cluster.follower_queries,
+                                      forwarder=self.forwarder, fast_path=self.fast_path)
+        gossip = self.gossip = Gossip(reactor, raft.address,
+                                      derive_key(config.cluster.gossip.encryption_key, GOSSIP),
+                                      peers=lambda: raft.status.members,
+                                      on_verdicts=lambda node, verdicts: self.gslb.request_rebuild())
+        self.consensus = DistributedHealth(gossip.views,
+                                           lambda: self.gslb.config.cluster.health_consensus, reactor)
+        self.gslb.attach_consensus(self.consensus)
+        # Every rebuild follows a health, config or state change: offer our verdicts (only changes go out).
+        self.gslb.add_view_listener(lambda view: gossip.set_local(self.gslb.local_verdicts()))
+        self.metrics.registry.register(ClusterCollector(raft, self.node_name))
+        self.metrics.registry.register(GossipCollector(gossip))
+        self._fresh_nodes: frozenset = frozenset()
+        self._freshness_loop = task.LoopingCall(self._watch_freshness)
 
     def _apply_config(self, config: Config) -> None:
         """Swap in a reloaded configuration (listen addresses keep until restart)."""

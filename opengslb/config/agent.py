@@ -39,14 +39,12 @@ from urllib.parse import urlsplit
 
 from opengslb.config.durations import format_duration
 from opengslb.config.load import (
-    CHECK_TYPES,
     ConfigError,
     KeyPath,
     Problem,
     _as_percent,
     _as_region_name,
     _as_server_address,
-    _as_url_path,
     _Checker,
     _kind,
     _load_plain,
@@ -247,26 +245,10 @@ class _AgentChecker(_Checker):
         return tuple(result)
 
     def check(self, value: Any, path: KeyPath) -> Optional[HealthCheckConfig]:
-        m = self.section(value, path, _CHECK_KEYS)
-        d = DEFAULT_CHECK
-        if m is None:
+        """The service's own check; None when the section is absent."""
+        if value is None:
             return None
-        before = len(self.issues)
-        interval = self.duration(m, "interval", path, d.interval)
-        timeout = self.duration(m, "timeout", path, d.timeout)
-        if len(self.issues) == before and timeout >= interval:
-            self.add(path + ("timeout",), "must be less than interval "
-                                          f"({format_duration(timeout)} >= {format_duration(interval)})")
-        return HealthCheckConfig(
-            type=self.choice(m, "type", path, d.type, CHECK_TYPES, "check type"),
-            interval=interval,
-            timeout=timeout,
-            path=self.field(m, "path", path, d.path, _as_url_path),
-            host=self.string(m, "host", path, d.host),
-            tls_verify=self.boolean(m, "tls_verify", path, d.tls_verify),
-            failure_threshold=self.integer(m, "failure_threshold", path, d.failure_threshold, 1, 10),
-            success_threshold=self.integer(m, "success_threshold", path, d.success_threshold, 1, 10),
-        )
+        return self.health_check(value, path, keys=_CHECK_KEYS, defaults=DEFAULT_CHECK)
 
     def thresholds(self, value: Any, path: KeyPath) -> AgentThresholds:
         m = self.section(value, path, _PREDICTIVE_KEYS)

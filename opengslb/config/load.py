@@ -922,9 +922,11 @@ class _Checker:
             )
         return tuple(servers)
 
-    def health_check(self, value: Any, path: KeyPath) -> HealthCheckConfig:
-        m = self.section(value, path, _HEALTH_KEYS)
-        d = HealthCheckConfig()
+    def health_check(self, value: Any, path: KeyPath, keys: Any = None,
+                     defaults: Optional[HealthCheckConfig] = None) -> HealthCheckConfig:
+        """A health_check section (``keys``: the accepted keys; ``defaults``: values of absent keys)."""
+        m = self.section(value, path, _HEALTH_KEYS if keys is None else keys)
+        d = defaults if defaults is not None else HealthCheckConfig()
         if m is None:
             return d
         before = len(self.issues)
