@@ -9,7 +9,7 @@ the API and metrics read from it; nothing here touches sockets.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Set
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Protocol, Sequence, Set
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -63,6 +63,7 @@ class Gslb:
         self._rebuild_pending = False
         self._stale_logged: Set[str] = set()
         self.runtime: Optional[RuntimeInputs] = None
+        self._dirty: Optional[Set[str]] = None  # regions to recompute at the next rebuild (None: all)
         self.consensus: Optional[Any] = None  # cluster mode: opengslb.cluster.consensus.DistributedHealth
         self.view = self._build()
 
@@ -79,6 +80,9 @@ class Gslb:
 
     def apply_config(self, config: Config) -> None:
         """Swap in a new configuration atomically; health of surviving servers is kept."""
+        if self._dirty is not None:
+            old = self.config._regions_by_name
+            self._dirty.update(r.name for r in config.regions if old.get(r.name) != r)
         self.config = config
         self.health.apply_config(config)
         if self.runtime is not None:
@@ -90,8 +94,16 @@ class Gslb:
         self.runtime = runtime
         self.request_rebuild()
 
-    def request_rebuild(self) -> None:
-        """Rebuild the view on the next reactor turn; requests until then are coalesced."""
+    def request_rebuild(self, regions: Optional[Iterable[str]] = None) -> None:
+        """Rebuild the view on the next reactor turn; requests until then are coalesced.
+
+        ``regions`` names the regions whose servers' state changed; ``None``
+        (the default) means any region may have changed.
+        """
+        if regions is None:
+            self._dirty = None
+        elif self._dirty is not None:
+            self._dirty.update(regions)
         if not self._rebuild_pending:
             self._rebuild_pending = True
             self._reactor.callLater(0, self._rebuild_now)
@@ -142,7 +154,7 @@ class Gslb:
     # -- internals --------------------------------------------------------
 
     def _health_changed(self, key: ServerKey, health: ServerHealth) -> None:
-        self.request_rebuild()
+        self.request_rebuild([key.region])
 
     def _check_finished(self, key: ServerKey, success: bool, duration: float) -> None:
         label = (key.region, f"{key.address}:{key.port}", "success" if success else "failure")
@@ -153,12 +165,14 @@ class Gslb:
     def _build(self) -> AnsweringView:
         extra = self.runtime.extra_servers if self.runtime is not None else None
         return build_view(self.config, self.served_state, self._rng, extra=extra,
-                          now=self._reactor.seconds(), previous=getattr(self, "view", None))
+                          now=self._reactor.seconds(), previous=getattr(self, "view", None),
+                          dirty=self._dirty)
 
     def _rebuild_now(self) -> None:
         self._rebuild_pending = False
         previous = self.view
         self.view = self._build()
+        self._dirty = set()
         self._stale_logged.clear()
         self._log_failovers(previous, self.view)
         for listener in self._listeners:

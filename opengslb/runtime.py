@@ -654,7 +654,8 @@ class Runtime:
 
     def _ramp_step(self) -> None:
         self._ramp_call = None
-        self._gslb.request_rebuild()
+        # Only the regions of servers with a signal can have a changing bleed factor.
+        self._gslb.request_rebuild({key.split("/", 1)[0] for key in self.machine.signals})
         self._schedule_ramp()
 
     def _reconcile(self) -> None:

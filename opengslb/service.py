@@ -108,7 +108,8 @@ class GslbService(service.Service):
         gossip = self.gossip = Gossip(reactor, raft.address,
                                       derive_key(config.cluster.gossip.encryption_key, GOSSIP),
                                       peers=lambda: raft.status.members,
-                                      on_verdicts=lambda node, verdicts: self.gslb.request_rebuild())
+                                      on_verdicts=lambda node, verdicts: self.gslb.request_rebuild(
+                                          {key.region for key in verdicts}))
         self.consensus = DistributedHealth(gossip.views,
                                            lambda: self.gslb.config.cluster.health_consensus, reactor)
         self.gslb.attach_consensus(self.consensus)

@@ -132,11 +132,12 @@ class _Domain:
     and each candidate's (address, port, order) -- not health or weights.
     """
 
-    __slots__ = ("signature", "entries")
+    __slots__ = ("signature", "entries", "source")
 
     def __init__(self, name: str, domain: DomainView, signature: Signature,
                  cache: Dict[Tuple[str, int], bytes]) -> None:
         self.signature = signature
+        self.source = domain  # the DomainView whose pickers the entries use
         self.entries: List[Tuple[_Entry, bytes, int]] = []
         wire = wire_name(name) if name == name.lower() else None  # else the full path misses it too
         if wire is None:
@@ -196,13 +197,16 @@ class FastPath:
         table: Dict[bytes, _Entry] = {}
         cache: Dict[Tuple[str, int], bytes] = {}
         for name, domain in view.domains.items():
-            signature = signature_of(domain)
             prepared = previous.get(name)
-            if prepared is None or prepared.signature != signature:
-                prepared = _Domain(name, domain, signature, cache)
+            if prepared is None or prepared.source is not domain:  # the view rebuilt this domain
+                signature = signature_of(domain)
+                if prepared is None or prepared.signature != signature:
+                    prepared = _Domain(name, domain, signature, cache)
+                prepared.source = domain
+                for entry, _, family in prepared.entries:
+                    entry.pick = domain.families[family].picker.pick
             domains[name] = prepared
-            for entry, question, family in prepared.entries:
-                entry.pick = domain.families[family].picker.pick
+            for entry, question, _ in prepared.entries:
                 table[_COUNTS_PLAIN + question] = entry
                 table[_COUNTS_EDNS + question] = entry
         self._domains = domains

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from opengslb.config.model import Config, DomainConfig, ServerConfig, SOAConfig, ZoneConfig
 from opengslb.routing import Candidate, Picker, algorithm_for
@@ -95,7 +95,10 @@ class AnsweringView:
     empty_non_terminals: FrozenSet[str]
     built_at: float = 0.0
     _zone_names: Dict[str, ZoneView] = field(default_factory=dict)
+    zone_index: Optional["ZoneIndex"] = None
     region_candidates: Dict[str, Tuple[Candidate, ...]] = field(default_factory=dict)
+    region_times: Dict[str, Tuple[Optional[float], ...]] = field(default_factory=dict)
+    region_positions: Dict[str, int] = field(default_factory=dict)
 
     def zone_for(self, name: str) -> Optional[ZoneView]:
         """The longest zone containing ``name`` (lower case, no trailing dot)."""
@@ -132,38 +135,93 @@ def _within(name: str, zone: str) -> bool:
     return name == zone or name.endswith("." + zone)
 
 
+class ZoneIndex:
+    """Everything about zones that depends on the configuration alone.
+
+    Built once per configuration and shared by every view built from it:
+    zones (longest name first), the in-zone nameservers' glue and the empty
+    non-terminals (RFC 8020).
+    """
+
+    def __init__(self, config: Config) -> None:
+        views = [ZoneView(config=z, soa_ttl=config.dns.default_ttl) for z in zones_of(config)]
+        views.sort(key=lambda z: len(z.name), reverse=True)
+        self.zones: Tuple[ZoneView, ...] = tuple(views)
+        self.by_name: Dict[str, ZoneView] = {z.name: z for z in views}
+        glue: Dict[str, Tuple[str, ...]] = {}
+        for zone in views:
+            for ns in zone.config.nameservers:
+                if ns.address and _within(ns.name, zone.name):
+                    glue[ns.name] = glue.get(ns.name, ()) + (ns.address,)
+        self.glue = glue
+        terminals = {d.name for d in config.domains} | set(glue) | set(self.by_name)
+        non_terminals = set()
+        for name in terminals:
+            zone = self.zone_of(name)
+            labels = name.split(".")
+            for i in range(1, len(labels)):
+                parent = ".".join(labels[i:])
+                if len(parent) <= len(zone.name):
+                    break
+                if parent not in terminals:
+                    non_terminals.add(parent)
+        self.empty_non_terminals: FrozenSet[str] = frozenset(non_terminals)
+
+    def zone_of(self, name: str) -> ZoneView:
+        """The longest zone containing ``name`` (every configured name has one)."""
+        labels = name.split(".")
+        for i in range(len(labels)):
+            zone = self.by_name.get(".".join(labels[i:]))
+            if zone is not None:
+                return zone
+        raise LookupError(name)
+
+
+REGION_SHIFT = 20  # ``order`` = region position << REGION_SHIFT | server position
+
+
 def region_candidates(config: Config, state: StateLookup,
                       extra: Optional[Callable[[str], Sequence[ServerConfig]]] = None,
                       previous: Optional["AnsweringView"] = None,
+                      dirty: Optional[AbstractSet[str]] = None,
                       ) -> Tuple[Dict[str, Tuple[Candidate, ...]], Dict[str, Tuple[Optional[float], ...]]]:
     """Every region's candidates in configuration order, and their last-healthy times.
 
     ``extra`` lists further servers of a region (dynamic registrations); they
-    come after the region's configured servers.  A region whose candidates
-    equal those of ``previous`` gets the previous tuple object back, so
-    unchanged domains can be recognised by identity.
+    come after the region's configured servers.  With ``previous``, a region
+    not in ``dirty`` (``None``: all are) at the same position is carried over
+    without asking ``state`` again, and a recomputed region equal to the
+    previous one gets the previous tuple object back — unchanged domains are
+    then recognised by identity.  ``order`` numbers servers uniquely within
+    any domain and stays stable while a region keeps its position.
     """
     candidates: Dict[str, Tuple[Candidate, ...]] = {}
     times: Dict[str, Tuple[Optional[float], ...]] = {}
-    offset = 0  # ``order`` numbers every server of the configuration: unique within any domain
-    for region in config.regions:
-        servers = list(region.servers) + list(extra(region.name) if extra else ())
-        served = [state(region.name, server) for server in servers]
-        built = tuple(Candidate(address=server.address, port=server.port, region=region.name,
-                                weight=s.weight, healthy=s.healthy, order=offset + i,
+    for position, region in enumerate(config.regions):
+        name = region.name
+        if (previous is not None and dirty is not None and name not in dirty
+                and previous.region_positions.get(name) == position and name in previous.region_candidates):
+            candidates[name] = previous.region_candidates[name]
+            times[name] = previous.region_times[name]
+            continue
+        servers = list(region.servers) + list(extra(name) if extra else ())
+        served = [state(name, server) for server in servers]
+        base = position << REGION_SHIFT
+        built = tuple(Candidate(address=server.address, port=server.port, region=name,
+                                weight=s.weight, healthy=s.healthy, order=base + i,
                                 drained=s.drained)
                       for i, (server, s) in enumerate(zip(servers, served)))
-        offset += len(servers)
-        if previous is not None and previous.region_candidates.get(region.name) == built:
-            built = previous.region_candidates[region.name]
-        candidates[region.name] = built
-        times[region.name] = tuple(s.last_healthy for s in served)
+        if previous is not None and previous.region_candidates.get(name) == built:
+            built = previous.region_candidates[name]
+        candidates[name] = built
+        times[name] = tuple(s.last_healthy for s in served)
     return candidates, times
 
 
 def build_view(config: Config, state: StateLookup, rng: random.Random,
                extra: Optional[Callable[[str], Sequence[ServerConfig]]] = None,
-               now: float = 0.0, previous: Optional["AnsweringView"] = None) -> AnsweringView:
+               now: float = 0.0, previous: Optional["AnsweringView"] = None,
+               dirty: Optional[AbstractSet[str]] = None) -> AnsweringView:
     """Prepare the answering view for ``config`` and the servers' current state.
 
     ``state`` gives each server's served health and effective weight;
@@ -171,21 +229,14 @@ def build_view(config: Config, state: StateLookup, rng: random.Random,
     ``previous`` (the view being replaced), domains whose configuration, zone
     and regions' candidates are unchanged are carried over as they are — their
     routing state (round-robin position) included — so a health change costs
-    work only for the domains it touches.
+    work only for the domains it touches.  ``dirty`` names the regions whose
+    servers' state may have changed since ``previous`` (``None``: any).
     """
-    zone_views = [ZoneView(config=z, soa_ttl=config.dns.default_ttl) for z in zones_of(config)]
-    zone_views.sort(key=lambda z: len(z.name), reverse=True)
-    zone_by_name = {z.name: z for z in zone_views}
+    reusable = previous.zone_index if previous is not None and previous.config is config else None
+    zones = reusable if reusable is not None else ZoneIndex(config)
+    zone_of = zones.zone_of
 
-    def zone_of(name: str) -> ZoneView:
-        labels = name.split(".")
-        for i in range(len(labels)):
-            zone = zone_by_name.get(".".join(labels[i:]))
-            if zone is not None:
-                return zone
-        raise LookupError(name)  # cannot happen: zones_of covers every domain
-
-    by_region, times_by_region = region_candidates(config, state, extra, previous)
+    by_region, times_by_region = region_candidates(config, state, extra, previous, dirty)
     domains: Dict[str, DomainView] = {}
     for domain in config.domains:
         zone = zone_of(domain.name)
@@ -212,27 +263,11 @@ def build_view(config: Config, state: StateLookup, rng: random.Random,
             config=domain, zone=zone, ttl=ttl, algorithm=algorithm.name, families=families,
             candidates=candidates, parts=parts)
 
-    glue: Dict[str, Tuple[str, ...]] = {}
-    for zone in zone_views:
-        for ns in zone.config.nameservers:
-            if ns.address and _within(ns.name, zone.name):
-                glue[ns.name] = glue.get(ns.name, ()) + (ns.address,)
-
-    terminals = set(domains) | set(glue) | set(zone_by_name)
-    non_terminals = set()
-    for name in terminals:
-        zone = zone_of(name)
-        labels = name.split(".")
-        for i in range(1, len(labels)):
-            parent = ".".join(labels[i:])
-            if len(parent) <= len(zone.name):
-                break
-            if parent not in terminals:
-                non_terminals.add(parent)
-
-    return AnsweringView(config=config, zones=tuple(zone_views), domains=domains, glue=glue,
-                         empty_non_terminals=frozenset(non_terminals), built_at=now,
-                         _zone_names=zone_by_name, region_candidates=by_region)
+    return AnsweringView(config=config, zones=zones.zones, domains=domains, glue=zones.glue,
+                         empty_non_terminals=zones.empty_non_terminals, built_at=now,
+                         _zone_names=zones.by_name, zone_index=zones, region_candidates=by_region,
+                         region_times=times_by_region,
+                         region_positions={r.name: i for i, r in enumerate(config.regions)})
 
 
 def _most_recently_healthy(candidates: Sequence[Tuple[Candidate, Optional[float]]]

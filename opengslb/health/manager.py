@@ -29,7 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from opengslb.config.model import Config, HealthCheckConfig, ServerConfig
+from opengslb.config.model import Config, HealthCheckConfig, RegionConfig, ServerConfig
 
 from .checks import CheckFailed
 from .tracker import ServerHealth, ServerKey
@@ -123,6 +123,7 @@ class HealthManager:
         self._health: Dict[ServerKey, ServerHealth] = {}
         self._states = MappingProxyType(self._health)
         self._configured_once = False
+        self._regions: Dict[str, RegionConfig] = {}  # as of the last apply_config
         self._first_round_pending: Set[ServerKey] = set()
         self._first_round_waiters: List[Deferred[None]] = []
         self._stopping = False
@@ -144,20 +145,30 @@ class HealthManager:
           flight has finished).
 
         Newly (re)started servers are spread over their interval: the server
-        at position ``i`` of the ``n`` servers of the config (in config order)
-        starts ``interval * i / n`` seconds from now.
+        at position ``i`` of the ``n`` servers being (re)started (in config
+        order) starts ``interval * i / n`` seconds from now.  Regions equal to
+        the previous call's are skipped whole, so a reload of a large file
+        touches only what changed.
 
         :raise RuntimeError: after :meth:`stop`.
         """
         if self._stopping:
             raise RuntimeError("HealthManager is stopped")
+        previous = self._regions
+        self._regions = {region.name: region for region in config.regions}
+        changed = {region.name for region in config.regions if previous.get(region.name) != region}
+        gone = set(previous) - set(self._regions)
         desired: Dict[ServerKey, Tuple[ServerConfig, HealthCheckConfig]] = {}
         for region in config.regions:
+            if region.name not in changed:
+                continue
             for server in region.servers:
                 key = ServerKey(region.name, server.address, server.port)
                 desired[key] = (server, region.health_check)
 
-        for key in [k for k, e in self._entries.items() if e.configured and k not in desired]:
+        touched = changed | gone
+        for key in [k for k, e in self._entries.items()
+                    if e.configured and k.region in touched and k not in desired]:
             self.remove_server(key)
 
         now = self._reactor.seconds()
