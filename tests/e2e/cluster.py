@@ -33,10 +33,12 @@ class Cluster:
         self.base = base
         self.key = key or cluster_key()
         self.hosts = [f"{subnet}.{i + 1}" for i in range(size)]
-        self.dns_port = free_port(self.hosts[0])
-        self.api_port = free_port(self.hosts[0])
-        self.metrics_port = free_port(self.hosts[0])
-        self.cluster_port = free_port(self.hosts[0])
+        ports: List[int] = []
+        while len(ports) < 4:  # four distinct ports (free_port may hand out the same one twice)
+            port = free_port(self.hosts[0])
+            if port not in ports:
+                ports.append(port)
+        self.dns_port, self.api_port, self.metrics_port, self.cluster_port = ports
         self.backend = (backend_host, backend_port)
         self.follower_queries = follower_queries
         self.election_timeout = election_timeout
