@@ -39,6 +39,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from cryptography.fernet import InvalidToken
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.tcp_connection import TcpConnection
 from pysyncobj.transport import TCPTransport
 from pysyncobj.utility import TcpUtility, UtilityException
 from twisted.internet import defer, threads
@@ -158,8 +159,33 @@ class _CountingEncryptor:
             raise
 
 
+class _BoundConnection(TcpConnection):
+    """An outgoing Raft connection that leaves from this node's own address.
+
+    pysyncobj connects without binding, so on a host with several addresses
+    (or 127.0.x.y test nodes) its traffic would leave from whatever address
+    the kernel picks; binding makes firewall rules and partitions by address
+    mean what they say.
+    """
+
+    source_host: Optional[str] = None
+
+    def setSockoptKeepalive(self) -> None:  # called on the fresh socket, just before connect()
+        super().setSockoptKeepalive()
+        if self.source_host:
+            self._TcpConnection__socket.bind((self.source_host, 0))  # type: ignore[attr-defined]
+
+
 class _Transport(TCPTransport):
-    """Marks vote requests sent by the target of a leadership transfer."""
+    """Marks vote requests sent by the target of a leadership transfer; binds outgoing connections."""
+
+    def addNode(self, node: Any) -> None:
+        super().addNode(node)
+        conn = self._connections.get(node)
+        source = getattr(self._syncObj, "_self_address", "").rpartition(":")[0].strip("[]")
+        if conn is not None and source and source not in ("0.0.0.0", "::"):
+            conn.__class__ = _BoundConnection
+            conn.source_host = source
 
     def send(self, node: Any, message: Any) -> bool:
         sync = self._syncObj

@@ -157,3 +157,43 @@ def test_agent_re_registers_after_its_registration_expired(gslb_factory, backend
     assert len(new) == 1
     assert agent.stop() == 0
     assert services(api) == []
+
+
+def test_agent_keeps_its_registration_across_a_leader_kill(tmp_path, agents):
+    """In a 3-node cluster the agent (talking to every node's API) keeps its registration, with the
+    same id, after the leader is killed: it moves to the other endpoints and the new leader keeps it."""
+    from tests.e2e.cluster import TOKEN as CLUSTER_TOKEN
+    from tests.e2e.cluster import Cluster
+
+    configured = HTTPBackend("127.0.20.1")
+    service = HTTPBackend("127.0.20.2")
+    cluster = Cluster(tmp_path / "cluster", 3, configured.host, configured.port, subnet="127.0.21")
+    cluster.base.mkdir()
+    try:
+        cluster.bootstrap()
+        leader = cluster.wait_leader()
+        endpoints = [f"http://{leader}:{cluster.api_port}"] + [
+            f"http://{h}:{cluster.api_port}" for h in cluster.hosts if h != leader]
+        agent = agents(agent_text(endpoints, service, ttl="4s").replace(TOKEN, CLUSTER_TOKEN))
+
+        def registered(host: str) -> Optional[Dict[str, Any]]:
+            status = cluster.status(host)
+            if status is None:
+                return None
+            found = [s for s in cluster.api(host, "/api/v1/services")[1]["services"]
+                     if s["address"] == service.host]
+            return found[0] if found else None
+
+        first = wait_until(lambda: registered(leader), 10, message=f"agent registered\n{agent.log()}")
+        cluster.kill(leader)
+        others = [h for h in cluster.hosts if h != leader]
+        new_leader = cluster.wait_leader(others, timeout=5)
+        time.sleep(6)  # more than a ttl after the leader change: heartbeats reached the new leader
+        kept = registered(new_leader)
+        assert kept is not None and kept["id"] == first["id"], agent.log()
+        wait_until(lambda: service.host in {cluster.nodes[new_leader].address("app.cluster.test")
+                                            for _ in range(8)}, 3, message="registered server served")
+    finally:
+        cluster.stop_all()
+        configured.stop()
+        service.stop()
