@@ -119,6 +119,7 @@ def measure(prober: Prober, fault, leader: str, timeout: float = 5.0) -> Tuple[O
 def settle(cluster: Cluster, timeout: float = 20.0) -> str:
     """Wait until one node serves and every node follows it (all connections re-established)."""
     deadline = time.monotonic() + timeout
+    statuses: list = []
     while time.monotonic() < deadline:
         leader = cluster.wait_leader(timeout=15)
         statuses = [cluster.status(h) for h in cluster.hosts]
@@ -126,7 +127,8 @@ def settle(cluster: Cluster, timeout: float = 20.0) -> str:
                and all(m["status"] == "alive" for m in s["members"]) for s in statuses):
             return leader
         time.sleep(0.2)
-    raise RuntimeError("the cluster did not settle")
+    summary = [s and (s["raft"], s["leader_address"], [m["status"] for m in s["members"]]) for s in statuses]
+    raise RuntimeError(f"the cluster did not settle: {summary}")
 
 
 def nft(*args: str) -> None:

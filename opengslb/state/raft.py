@@ -282,7 +282,18 @@ class _SyncObj(SyncObj):
         if kind == "opengslb_prevote_response":
             self._count_prevote(node, message, now)
             return
+        if kind == "opengslb_stale_term":
+            self._step_down_for(message)
+            return
         if kind == "append_entries":
+            my_term = self._SyncObj__raftCurrentTerm  # type: ignore[attr-defined]
+            if message["term"] < my_term:
+                # A leader behind our term (we ran ahead while cut off): tell it, so it steps
+                # down and one election brings everyone to one term (etcd's answer to the same
+                # pre-vote + check-quorum corner).  pysyncobj would silently ignore it forever.
+                self._SyncObj__transport.send(node, {"type": "opengslb_stale_term",  # type: ignore[attr-defined]
+                                                     "term": my_term})
+                return
             self._last_leader_contact = now
         elif kind == "timeout_now":
             self._transfer_election_until = now + self._timing.max_timeout
@@ -294,6 +305,15 @@ class _SyncObj(SyncObj):
             elif now - self._last_leader_contact < self._timing.leader_fallback:
                 return  # a live leader exists: do not let a stray candidate disrupt it
         SyncObj._SyncObj__onMessageReceived(self, node, message)  # type: ignore[attr-defined]
+
+    def _step_down_for(self, message: Dict[str, Any]) -> None:
+        """A follower has a higher term than ours: adopt it and stop leading (Raft's rule)."""
+        term = message.get("term")
+        if not isinstance(term, int) or term <= self._SyncObj__raftCurrentTerm:  # type: ignore[attr-defined]
+            return
+        self._SyncObj__setCurrentTerm(term, None)  # type: ignore[attr-defined]
+        self._SyncObj__setState(0)  # type: ignore[attr-defined]  # follower
+        self._SyncObj__raftLeader = None
 
     def _lease_until(self, now: float) -> float:
         others = self._SyncObj__otherNodes  # type: ignore[attr-defined]
@@ -309,6 +329,8 @@ class _SyncObj(SyncObj):
     def _after_tick(self) -> None:
         """Runs on the tick thread after every tick: publish a fresh status."""
         state = self._SyncObj__raftState  # type: ignore[attr-defined]
+        if state == 1:
+            self._prevote_granted_at = -math.inf  # a grant starts one election, not several
         leader = self._SyncObj__raftLeader  # type: ignore[attr-defined]
         others = self._SyncObj__otherNodes  # type: ignore[attr-defined]
         connected = self._SyncObj__connectedNodes  # type: ignore[attr-defined]
