@@ -167,6 +167,20 @@ class ZoneIndex:
                     non_terminals.add(parent)
         self.empty_non_terminals: FrozenSet[str] = frozenset(non_terminals)
 
+    def serves(self, config: Config, built_from: Config) -> bool:
+        """True when this index (built from ``built_from``) is also right for ``config``.
+
+        It depends only on the zones, the default TTL and the domain names, so
+        a reload that changes none of them keeps it — and every ZoneView with
+        it, which lets unchanged domains be recognised by identity.
+        """
+        if config is built_from:
+            return True
+        return (config.dns.zones == built_from.dns.zones
+                and config.dns.default_ttl == built_from.dns.default_ttl
+                and len(config.domains) == len(built_from.domains)
+                and all(a.name == b.name for a, b in zip(config.domains, built_from.domains)))
+
     def zone_of(self, name: str) -> ZoneView:
         """The longest zone containing ``name`` (every configured name has one)."""
         labels = name.split(".")
@@ -232,7 +246,9 @@ def build_view(config: Config, state: StateLookup, rng: random.Random,
     work only for the domains it touches.  ``dirty`` names the regions whose
     servers' state may have changed since ``previous`` (``None``: any).
     """
-    reusable = previous.zone_index if previous is not None and previous.config is config else None
+    reusable = previous.zone_index if previous is not None else None
+    if reusable is not None and previous is not None and not reusable.serves(config, previous.config):
+        reusable = None
     zones = reusable if reusable is not None else ZoneIndex(config)
     zone_of = zones.zone_of
 
