@@ -1,8 +1,9 @@
 """Structured logging: one JSON object (or one text line) per event.
 
 twistd asks for the initial log observer through its ``logger`` option; the
-plugin's options hand it :func:`observer_factory` bound to the configured
-format and level, and a reload can change both through :meth:`LogObserver.configure`.
+plugin's options name :func:`process_observer` there (unless the operator gave
+``--logger``) after configuring it with the file's format and level, and a
+reload changes both through :meth:`LogObserver.configure`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from tests.e2e.harness import REPO, HTTPBackend, child_env, free_port, wait_until
+from tests.e2e.harness import REPO, HTTPBackend, child_env, free_port, stop_process, wait_until
 from tests.e2e.test_runtime_e2e import TOKEN, answers, config_text, restart, start
 
 pytestmark = pytest.mark.e2e
@@ -46,15 +46,8 @@ class AgentProcess:
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 10) -> int:
         if self.process is None:
             return 0
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = stop_process(self.process, signum, timeout)
         self._log.close()
-        code = self.process.returncode
         self.process = None
         return code
 
