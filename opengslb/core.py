@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from opengslb.config.model import Config, ServerConfig
 from opengslb.dns.server import QueryStats
-from opengslb.dns.view import AnsweringView, DomainView, ServedState, build_view
+from opengslb.dns.view import AnsweringView, DomainView, ServedState, build_view, zone_index_for
 from opengslb.health.checks import Checker
 from opengslb.health.manager import HealthManager
 from opengslb.health.tracker import ServerHealth, ServerKey
@@ -81,13 +81,23 @@ class Gslb:
     def apply_config(self, config: Config) -> None:
         """Swap in a new configuration atomically; health of surviving servers is kept."""
         if self._dirty is not None:
-            old = self.config._regions_by_name
-            self._dirty.update(r.name for r in config.regions if old.get(r.name) != r)
+            old = self.config.regions_by_name
+            # Identity first: a reload shares the unchanged regions (config.share_unchanged).
+            self._dirty.update(r.name for r in config.regions
+                               if old.get(r.name) is not r and old.get(r.name) != r)
         self.config = config
         self.health.apply_config(config)
         if self.runtime is not None:
             self.runtime.config_changed()
         self._rebuild_now()
+
+    def prepare_config(self, config: Config) -> None:
+        """Compute what views of ``config`` derive from it alone (its zone index).
+
+        Thread-safe and meant for a reload's worker thread, before
+        :meth:`apply_config`: it only reads the current view.
+        """
+        zone_index_for(config, self.view)
 
     def attach_runtime(self, runtime: RuntimeInputs) -> None:
         """Let ``runtime`` (overrides, registrations, ...) shape the view from the next rebuild."""

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple
+from typing import AbstractSet, Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple
 
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
@@ -661,9 +661,9 @@ class Runtime:
     def _reconcile(self) -> None:
         """Recompute the served registrations and the health checks of claimless ones."""
         config: Config = self._gslb.config
-        regions = {r.name: r for r in config.regions}
-        configured = {(r.name, s.address) for r in config.regions for s in r.servers}
-        configured_keys = {ServerKey(r.name, s.address, s.port) for r in config.regions for s in r.servers}
+        regions = config.regions_by_name
+        configured = config.server_addresses  # (region, address)
+        configured_keys = config.server_endpoints  # (region, address, port): equal to ServerKeys
         extra: Dict[str, List[ServerConfig]] = {}
         served: Dict[ServerKey, Dict[str, Any]] = {}
         not_served: Dict[str, str] = {}
@@ -699,7 +699,7 @@ class Runtime:
         self._next_override_expiry = min(expiries) if expiries else None
 
     def _reconcile_checks(self, wanted: Dict[ServerKey, Tuple[ServerConfig, HealthCheckConfig]],
-                          configured: Set[ServerKey]) -> None:
+                          configured: AbstractSet[Tuple[str, str, int]]) -> None:
         health = self._gslb.health
         try:
             for key in self._checked - set(wanted):

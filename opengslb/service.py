@@ -67,7 +67,8 @@ class GslbService(service.Service):
         self.fast_path = FastPath.from_view(self.gslb.view, self.gslb.stats)
         self.gslb.add_view_listener(self.fast_path.rebuild)
         self.reloader = Reloader(reactor, config_path, current=lambda: self.gslb.config,
-                                 apply=self._apply_config, adjust=adjust)
+                                 apply=self._apply_config, adjust=adjust,
+                                 prepare=self.gslb.prepare_config)
         self.metrics = Metrics(self.gslb, self.reloader, opengslb.__version__, reactor)
         self.metrics.registry.register(ConfigHashCollector(lambda: self.config_hash))
         self.raft: Optional[RaftNode] = None

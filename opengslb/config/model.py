@@ -9,9 +9,9 @@ without a trailing dot.  Defaults are the ones SPEC §2 gives.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Optional, Sequence, Tuple, TypeVar
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -200,14 +200,65 @@ class Config:
     domains: Tuple[DomainConfig, ...] = ()
     cluster: ClusterConfig = ClusterConfig()
     source: str = "<built-in>"  # the file it came from
+    # Values other modules compute from this configuration alone, cached with it (e.g. the
+    # DNS zone index); not part of its value.  Filled before the configuration is in use.
+    derived: Dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @cached_property
-    def _regions_by_name(self) -> Dict[str, RegionConfig]:
+    def regions_by_name(self) -> Dict[str, RegionConfig]:
+        """The regions by name (do not modify)."""
         return {region.name: region for region in self.regions}
 
     def region(self, name: str) -> RegionConfig:
         """The region called ``name``; KeyError when there is none."""
-        return self._regions_by_name[name]
+        return self.regions_by_name[name]
+
+    @cached_property
+    def server_endpoints(self) -> FrozenSet[Tuple[str, str, int]]:
+        """Every configured server as ``(region, address, port)``."""
+        return frozenset((r.name, s.address, s.port) for r in self.regions for s in r.servers)
+
+    @cached_property
+    def server_addresses(self) -> FrozenSet[Tuple[str, str]]:
+        """Every configured server as ``(region, address)``."""
+        return frozenset((r.name, s.address) for r in self.regions for s in r.servers)
+
+    def build_indexes(self) -> None:
+        """Compute the cached lookups now (e.g. in a reload's worker thread, not on the reactor)."""
+        for name in ("regions_by_name", "server_endpoints", "server_addresses"):
+            getattr(self, name)
 
     def domain_ttl(self, domain: DomainConfig) -> int:
         return self.dns.default_ttl if domain.ttl is None else domain.ttl
+
+
+_Part = TypeVar("_Part")
+
+
+def _reuse(new: Tuple[_Part, ...], old: Sequence[_Part], key: str) -> Tuple[_Part, ...]:
+    """``new`` with each item equal to ``old``'s item of the same ``key`` replaced by that
+    object; ``old`` itself (as a tuple) when every item is equal and in the same order."""
+    by_key = {getattr(item, key): item for item in old}
+    shared = tuple(
+        previous if previous is not None and (previous is item or previous == item) else item
+        for item in new for previous in (by_key.get(getattr(item, key)),))
+    if len(shared) == len(old) and all(a is b for a, b in zip(shared, old)):
+        return tuple(old)
+    return shared
+
+
+def share_unchanged(config: Config, previous: Config) -> Config:
+    """``config``, with every region, domain and zone equal to ``previous``'s reused as is.
+
+    The result equals ``config``.  Sharing the unchanged parts lets the code
+    that applies a reload find them with ``is`` instead of comparing tens of
+    thousands of dataclasses on the reactor thread; this function does the
+    comparing, so call it where time does not matter (a worker thread).
+    """
+    zones = _reuse(config.dns.zones, previous.dns.zones, "name")
+    dns = config.dns if zones is config.dns.zones else replace(config.dns, zones=zones)
+    if dns == previous.dns:
+        dns = previous.dns
+    return replace(config, dns=dns,
+                   regions=_reuse(config.regions, previous.regions, "name"),
+                   domains=_reuse(config.domains, previous.domains, "name"))

@@ -140,11 +140,17 @@ class ZoneIndex:
 
     Built once per configuration and shared by every view built from it:
     zones (longest name first), the in-zone nameservers' glue and the empty
-    non-terminals (RFC 8020).
+    non-terminals (RFC 8020).  Zones equal to one of ``previous``'s are that
+    index's :class:`ZoneView` objects, so views can compare them by identity.
     """
 
-    def __init__(self, config: Config) -> None:
-        views = [ZoneView(config=z, soa_ttl=config.dns.default_ttl) for z in zones_of(config)]
+    def __init__(self, config: Config, previous: Optional["ZoneIndex"] = None) -> None:
+        earlier = previous.by_name if previous is not None else {}
+        views: List[ZoneView] = []
+        for zone_config in zones_of(config):
+            view = ZoneView(config=zone_config, soa_ttl=config.dns.default_ttl)
+            old = earlier.get(zone_config.name)
+            views.append(old if old is not None and old == view else view)
         views.sort(key=lambda z: len(z.name), reverse=True)
         self.zones: Tuple[ZoneView, ...] = tuple(views)
         self.by_name: Dict[str, ZoneView] = {z.name: z for z in views}
@@ -156,8 +162,9 @@ class ZoneIndex:
         self.glue = glue
         terminals = {d.name for d in config.domains} | set(glue) | set(self.by_name)
         non_terminals = set()
+        self._zone_of_terminal: Dict[str, ZoneView] = {}
         for name in terminals:
-            zone = self.zone_of(name)
+            zone = self._zone_of_terminal[name] = self.zone_of(name)
             labels = name.split(".")
             for i in range(1, len(labels)):
                 parent = ".".join(labels[i:])
@@ -176,6 +183,8 @@ class ZoneIndex:
         """
         if config is built_from:
             return True
+        if config.domains is built_from.domains and config.dns is built_from.dns:
+            return True  # a reload that shared both (config.share_unchanged)
         return (config.dns.zones == built_from.dns.zones
                 and config.dns.default_ttl == built_from.dns.default_ttl
                 and len(config.domains) == len(built_from.domains)
@@ -183,12 +192,33 @@ class ZoneIndex:
 
     def zone_of(self, name: str) -> ZoneView:
         """The longest zone containing ``name`` (every configured name has one)."""
+        known = self._zone_of_terminal.get(name)
+        if known is not None:
+            return known
         labels = name.split(".")
         for i in range(len(labels)):
             zone = self.by_name.get(".".join(labels[i:]))
             if zone is not None:
                 return zone
         raise LookupError(name)
+
+
+def zone_index_for(config: Config, previous: Optional["AnsweringView"] = None) -> ZoneIndex:
+    """The zone index of ``config``: ``previous``'s when it :meth:`~ZoneIndex.serves` it, else new.
+
+    The result is cached in ``config.derived``.  Building it for tens of
+    thousands of names takes tens of milliseconds, so a reload calls this in
+    its worker thread, before the configuration is in use.
+    """
+    index = config.derived.get("zone_index")
+    if index is None:
+        reusable = previous.zone_index if previous is not None else None
+        if reusable is not None and previous is not None and reusable.serves(config, previous.config):
+            index = reusable
+        else:
+            index = ZoneIndex(config, reusable)
+        config.derived["zone_index"] = index
+    return index
 
 
 REGION_SHIFT = 20  # ``order`` = region position << REGION_SHIFT | server position
@@ -246,21 +276,23 @@ def build_view(config: Config, state: StateLookup, rng: random.Random,
     work only for the domains it touches.  ``dirty`` names the regions whose
     servers' state may have changed since ``previous`` (``None``: any).
     """
-    reusable = previous.zone_index if previous is not None else None
-    if reusable is not None and previous is not None and not reusable.serves(config, previous.config):
-        reusable = None
-    zones = reusable if reusable is not None else ZoneIndex(config)
+    zones = zone_index_for(config, previous)
     zone_of = zones.zone_of
 
     by_region, times_by_region = region_candidates(config, state, extra, previous, dirty)
+    region_of = by_region.__getitem__
+    default_ttl = config.dns.default_ttl
+    old_domains = previous.domains if previous is not None else {}
     domains: Dict[str, DomainView] = {}
+    # The loop runs for every domain on every rebuild: keep the unchanged case cheap.
     for domain in config.domains:
         zone = zone_of(domain.name)
-        ttl = config.domain_ttl(domain)
-        parts = tuple(by_region[r] for r in domain.regions)
-        old = previous.domains.get(domain.name) if previous is not None else None
-        if (old is not None and old.config == domain and old.ttl == ttl and old.zone == zone
-                and len(old.parts) == len(parts) and all(a is b for a, b in zip(old.parts, parts))):
+        ttl = default_ttl if domain.ttl is None else domain.ttl
+        parts = tuple(map(region_of, domain.regions))
+        old = old_domains.get(domain.name)
+        # Equal region tuples are the same object (region_candidates), so == is by identity here.
+        if (old is not None and (old.config is domain or old.config == domain)
+                and old.ttl == ttl and (old.zone is zone or old.zone == zone) and old.parts == parts):
             domains[domain.name] = old
             continue
         candidates = tuple(c for part in parts for c in part)

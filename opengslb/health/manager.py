@@ -156,7 +156,8 @@ class HealthManager:
             raise RuntimeError("HealthManager is stopped")
         previous = self._regions
         self._regions = {region.name: region for region in config.regions}
-        changed = {region.name for region in config.regions if previous.get(region.name) != region}
+        changed = {region.name for region in config.regions
+                   if previous.get(region.name) is not region and previous.get(region.name) != region}
         gone = set(previous) - set(self._regions)
         desired: Dict[ServerKey, Tuple[ServerConfig, HealthCheckConfig]] = {}
         for region in config.regions:

@@ -355,3 +355,32 @@ class FixedPicker:
 
     def pick(self) -> Optional[Candidate]:
         return self.candidate
+
+
+def fresh_table(view: AnsweringView) -> dict:
+    """(key -> (domain, type)) of a fast path built from scratch for ``view``."""
+    return {key: (entry.domain, entry.query_key[1])
+            for key, entry in FastPath.from_view(view, QueryStats())._table.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.tuples(st.frozensets(st.sampled_from(DOMAINS)),
+                                st.frozensets(st.sampled_from(DOMAINS)),
+                                st.frozensets(st.sampled_from(ADDRESSES))), min_size=1, max_size=6))
+def test_incremental_rebuilds_match_a_fresh_build(steps):
+    """After any sequence of reloads (domains removed, TTLs changed) and health changes,
+    the incrementally maintained table is the one a fresh fast path would build."""
+    view = make_view(CONFIG, frozenset(), 0)
+    fast = FastPath.from_view(view, QueryStats())
+    for removed, retimed, down in steps:
+        config = dataclasses.replace(CONFIG, domains=tuple(
+            dataclasses.replace(d, ttl=7) if d.name in retimed else d
+            for d in CONFIG.domains if d.name not in removed))
+        def state(region: str, server: ServerConfig, down: frozenset = down) -> ServedState:
+            return ServedState(healthy=server.address not in down, weight=float(server.weight),
+                               last_healthy=1.0)
+
+        view = build_view(config, state, random.Random(0), previous=view)
+        fast.rebuild(view)
+        assert {key: (entry.domain, entry.query_key[1]) for key, entry in fast._table.items()} \
+            == fresh_table(view)
