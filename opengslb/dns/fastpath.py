@@ -10,8 +10,10 @@ counter updates and one ``bytes.join``::
 
     response = ID | flags+counts | question (client's bytes) | answer RR | OPT
 
+EDNS options are ignored, as the full path ignores them (so queries carrying
+a client cookie, as dig and BIND send by default, are answered here too).
 Anything else — other opcodes, several questions, other classes or types,
-EDNS options or the DO bit, unknown names, NODATA, every server down — makes
+EDNS version > 0 or the DO bit, unknown names, NODATA, every server down — makes
 :meth:`FastPath.respond` return ``None`` and the caller uses the full path
 (:class:`opengslb.dns.server.DNSResponder`), so DNS semantics live in one
 place.  For every query it answers, the fast path produces the bytes the full
@@ -39,6 +41,7 @@ _COUNTS_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 # UDP size), then TTL 0 (ext-rcode 0, version 0, no DO) and rdlength 0.
 _OPT_START = b"\x00\x00\x29"
 _OPT_END = b"\x00\x00\x00\x00\x00\x00"
+_OPT_TTL = b"\x00\x00\x00\x00"  # extended rcode 0, version 0, DO and Z bits clear
 
 # Response flags: QR=1, opcode QUERY, AA=1, TC=0, RD copied (index), RA=0,
 # Z/AD/CD=0, rcode NOERROR.  Then qd=1, an=1, ns=0 and ar=0|1.
@@ -164,6 +167,28 @@ def signature_of(domain: DomainView) -> Signature:
             tuple([(c.address, c.port, c.order) for c in domain.candidates]))
 
 
+def options_well_formed(data: bytes, start: int) -> bool:
+    """True when ``data[start:]`` is an OPT record's RDLENGTH and RDATA, and nothing more:
+    a sequence of (code, length, value) options that exactly fills RDLENGTH.
+
+    Options are not interpreted: like the full path (which ignores EDNS
+    options it does not implement, as RFC 6891 asks), the answer carries
+    none.  So a query with a client cookie (RFC 7873, sent by dig and BIND by
+    default) or any other option is answered here too.
+    """
+    size = len(data)
+    if size < start + 2:
+        return False
+    position = start + 2
+    if position + (data[start] << 8 | data[start + 1]) != size:
+        return False
+    while position < size:
+        if position + 4 > size:
+            return False
+        position += 4 + (data[position + 2] << 8 | data[position + 3])
+    return position == size
+
+
 class FastPath:
     """Answers plain A/AAAA queries for configured names from pre-encoded bytes.
 
@@ -232,8 +257,8 @@ class FastPath:
 
         Answers only a query with QR=0, opcode QUERY, qd=1, an=ns=0, ar=0 or 1,
         one question (no compression) for a prepared name with type A/AAAA and
-        class IN, optionally followed by a plain OPT record (version 0, no DO,
-        no options) and nothing else, when the routing algorithm has a healthy
+        class IN, optionally followed by an OPT record (version 0, no DO, any
+        well-formed options, which are ignored) and nothing else, when the routing algorithm has a healthy
         choice.  ``udp`` is accepted for symmetry with the full path: these
         responses (at most 310 bytes) always fit the 512-byte UDP minimum.
         Never raises on malformed input.
@@ -251,7 +276,8 @@ class FastPath:
             return None
         has_opt = data[11]
         if has_opt:
-            if data[end:end + 3] != _OPT_START or data[end + 5:] != _OPT_END:
+            if data[end:end + 3] != _OPT_START or data[end + 5:] != _OPT_END and (
+                    data[end + 5:end + 9] != _OPT_TTL or not options_well_formed(data, end + 9)):
                 return None
         elif len(data) != end:
             return None

@@ -114,13 +114,17 @@ def queries(draw: st.DrawFn) -> Tuple[bytes, dict]:
     spelled = random_case(name, draw(st.integers(0, 2 ** 60 - 1))) + draw(st.sampled_from(["", "."]))
     rdtype = draw(st.sampled_from(["A", "A", "AAAA", "AAAA", "MX", "TXT", "SOA", "NS", "ANY", "CNAME"]))
     rdclass = draw(st.sampled_from(["IN"] * 6 + ["CH", "ANY"]))
-    edns = draw(st.sampled_from(["none", "plain", "plain", "do", "option", "version1"]))
+    edns = draw(st.sampled_from(["none", "plain", "plain", "do", "cookie", "options", "version1"]))
     kwargs: dict = {"use_edns": -1}
     if edns != "none":
+        options = {  # a client cookie (RFC 7873); cookie + padding (RFC 7830) + client subnet
+            "cookie": [dns.edns.GenericOption(10, b"\x01" * 8)],
+            "options": [dns.edns.GenericOption(10, b"\x02" * 24), dns.edns.GenericOption(12, b""),
+                        dns.edns.GenericOption(8, b"\x00\x01\x18\x00\xc0\x00\x02")],
+        }
         kwargs = {"use_edns": 1 if edns == "version1" else 0,
                   "payload": draw(st.sampled_from([512, 1232, 4096, 65535])),
-                  "want_dnssec": edns == "do",
-                  "options": [dns.edns.GenericOption(10, b"\x01" * 8)] if edns == "option" else None}
+                  "want_dnssec": edns == "do", "options": options.get(edns)}
     query = dns.message.make_query(spelled, rdtype, rdclass, **kwargs)
     query.id = draw(st.integers(0, 0xFFFF))
     query.flags = 0
@@ -134,7 +138,7 @@ def queries(draw: st.DrawFn) -> Tuple[bytes, dict]:
 def fast_path_should_answer(params: dict, down: frozenset) -> bool:
     """Whether a query built from ``params`` is one the fast path must take itself."""
     if (params["name"] not in DOMAINS or params["rdtype"] not in ("A", "AAAA")
-            or params["rdclass"] != "IN" or params["edns"] not in ("none", "plain")):
+            or params["rdclass"] != "IN" or params["edns"] in ("do", "version1")):
         return False
     domain = next(d for d in CONFIG.domains if d.name == params["name"])
     want_v6 = params["rdtype"] == "AAAA"
@@ -264,7 +268,8 @@ def test_falls_back_for_what_it_does_not_prepare():
     for data in (query(f"v6.{ZONE}", "A"), query(f"nope.{ZONE}"),
                  query(f"rr.{ZONE}", "MX"), query(f"rr.{ZONE}", "A", rdclass="CH"),
                  query(f"rr.{ZONE}", use_edns=0, want_dnssec=True),
-                 query(f"rr.{ZONE}", use_edns=0, options=[dns.edns.GenericOption(10, b"x" * 8)]),
+                 query(f"rr.{ZONE}", use_edns=0, options=[dns.edns.GenericOption(10, b"x" * 8)])[:-1],
+                 query(f"rr.{ZONE}", use_edns=0) + b"\x00\x0a\x00\x08",  # data after rdlength 0
                  query(f"rr.{ZONE}", use_edns=1), two_questions.to_wire(), notify.to_wire(),
                  response.to_wire(), query(f"rr.{ZONE}") + b"\x00", b"", b"\x00" * 11):
         assert fast.respond(data, True) is None
@@ -384,3 +389,13 @@ def test_incremental_rebuilds_match_a_fresh_build(steps):
         fast.rebuild(view)
         assert {key: (entry.domain, entry.query_key[1]) for key, entry in fast._table.items()} \
             == fresh_table(view)
+
+
+def test_queries_with_a_cookie_are_answered_like_the_full_path():
+    """dig and BIND send a client cookie by default: the fast path answers, ignoring it as
+    the full path does (no cookie in the answer)."""
+    _, reference, _, _, fast = twin_responders()
+    data = query(f"rr.{ZONE}", use_edns=0, options=[dns.edns.GenericOption(10, b"x" * 8)])
+    reply = fast.respond(data, True)
+    assert reply is not None and reply == reference(data)
+    assert dns.message.from_wire(reply).options == ()
