@@ -400,7 +400,8 @@ class Summary:
     qps: float
     latency_us: float
     lost: int
-    rounds: List[float] = field(default_factory=list)
+    rounds: List[float] = field(default_factory=list)  # answers/s of each run
+    latencies: List[float] = field(default_factory=list)  # mean latency (us) of each run
 
 
 def summarise(runs: Sequence[Run]) -> Dict[Tuple[str, str], Summary]:
@@ -409,7 +410,8 @@ def summarise(runs: Sequence[Run]) -> Dict[Tuple[str, str], Summary]:
         grouped.setdefault((run.server, run.generator), []).append(run)
     return {key: Summary(statistics.median(r.qps for r in group),
                          statistics.median(r.latency_us for r in group),
-                         sum(r.lost for r in group), [r.qps for r in group])
+                         sum(r.lost for r in group), [r.qps for r in group],
+                         [r.latency_us for r in group])
             for key, group in grouped.items()}
 
 
@@ -433,6 +435,24 @@ def print_table(title: str, summary: Dict[Tuple[str, str], Summary], servers: Se
                       f"{ours.latency_us / theirs.latency_us:.2f}x latency")
 
 
+def print_latency_table(title: str, summary: Dict[Tuple[str, str], Summary], servers: Sequence[str],
+                        generators: Sequence[str]) -> None:
+    """Median latency per server and generator, each round's, and OpenGSLB's ratio to each
+    baseline (ratio of the medians; below 1 is faster)."""
+    print(f"\n{title}")
+    print(f"{'generator':<10} {'server':<10} {'latency':>9} {'lost':>6}  rounds (latency)")
+    for generator in generators:
+        for server in servers:
+            s = summary.get((server, generator))
+            if s is not None:
+                rounds = ", ".join(f"{latency:.0f}" for latency in s.latencies)
+                print(f"{generator:<10} {server:<10} {s.latency_us:>7.1f}us {s.lost:>6}  {rounds}")
+        for baseline in ("gdnsd", "naive"):
+            ours, theirs = summary.get(("opengslb", generator)), summary.get((baseline, generator))
+            if ours and theirs and theirs.latency_us > 0:
+                print(f"{generator:<10} opengslb/{baseline}: {ours.latency_us / theirs.latency_us:.2f}x latency")
+
+
 # -- main ------------------------------------------------------------------------
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -440,7 +460,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--config", type=Path, default=BENCH / "bench.yaml")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per throughput run")
-    parser.add_argument("--latency-duration", type=float, default=4.0, help="seconds per q=1 run")
+    parser.add_argument("--latency-duration", type=float, default=2.0, help="seconds per q=1 run")
+    parser.add_argument("--latency-rounds", type=int, default=5, help="interleaved q=1 rounds")
     parser.add_argument("--outstanding", type=int, default=100, help="queries in flight (dnsperf -q)")
     parser.add_argument("--generators", default="dnsperf,udpflood")
     parser.add_argument("--no-gdnsd", action="store_true")
@@ -453,7 +474,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="only write the three servers' configurations into DIR and exit")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.duration, args.latency_duration = 1, 3.0, 2.0
+        args.rounds, args.duration, args.latency_duration, args.latency_rounds = 1, 3.0, 2.0, 1
 
     config = read_config(args.config)
     if args.emit:
@@ -510,17 +531,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     runs.append(Run(server, generator, *result))
                     print(f"  round {round_no + 1} {generator:<8} {server:<9} {result[0]:>10,.0f}/s "
                           f"lat {result[1]:>6.0f}us lost {result[4]}", flush=True)
-        for round_no in range(max(1, args.rounds - 1)):
-            for server in servers:
-                result = run_dnsperf(ports[server], datafile, args.latency_duration, 1, load_cpu)
-                latency.append(Run(server, "dnsperf", *result))
-                print(f"  q=1 {round_no + 1} {server:<9} lat {result[1]:.1f}us", flush=True)
+        for round_no in range(args.latency_rounds):
+            order = servers[round_no % len(servers):] + servers[:round_no % len(servers)]
+            for server in order:
+                for generator in generators:
+                    if generator == "dnsperf":
+                        result = run_dnsperf(ports[server], datafile, args.latency_duration, 1, load_cpu)
+                    else:
+                        assert udpflood is not None
+                        result = run_udpflood(udpflood, ports[server], datafile, args.latency_duration,
+                                              1, load_cpu)
+                    latency.append(Run(server, generator, *result))
+                    print(f"  q=1 {round_no + 1} {generator:<8} {server:<9} lat {result[1]:.1f}us",
+                          flush=True)
 
         summary = summarise(runs)
         print_table(f"Throughput, {args.outstanding} queries outstanding, A queries with EDNS "
                     f"(median of {args.rounds} rounds)", summary, servers, generators)
-        print_table("Latency, 1 query outstanding (dnsperf -q 1)", summarise(latency), servers,
-                    ["dnsperf"])
+        print_latency_table(f"Latency, 1 query outstanding (median of {args.latency_rounds} rounds)",
+                            summarise(latency), servers, generators)
 
         if config.metrics_url:
             answered = sum(r.completed for r in runs + latency if r.server == "opengslb")

@@ -84,7 +84,8 @@ class Reloader:
         of the long-lived ones: a reload of a large file would run several,
         each holding the GIL (so pausing the reactor) for tens of
         milliseconds.  The new configuration holds no reference cycles, so
-        nothing is lost by waiting; ``apply`` freezes it as long-lived.
+        nothing is lost by waiting (the service's ``apply`` then freezes it as
+        long-lived, see :mod:`opengslb.service`).
         """
         collecting = gc.isenabled()
         gc.disable()

@@ -153,7 +153,6 @@ class _Domain:
             self.entries.append((_Entry(domain, label, candidates, cache),
                                  wire + struct.pack("!HH", rtype, 1), family))
 
-
     def table_items(self) -> List[Tuple[bytes, "_Entry"]]:
         """This domain's (key, entry) pairs in :attr:`FastPath._table`: key = header counts +
         question, for queries without and with an OPT record."""
@@ -258,8 +257,8 @@ class FastPath:
         Answers only a query with QR=0, opcode QUERY, qd=1, an=ns=0, ar=0 or 1,
         one question (no compression) for a prepared name with type A/AAAA and
         class IN, optionally followed by an OPT record (version 0, no DO, any
-        well-formed options, which are ignored) and nothing else, when the routing algorithm has a healthy
-        choice.  ``udp`` is accepted for symmetry with the full path: these
+        well-formed options, which are ignored) and nothing else, when the
+        routing algorithm has a healthy choice.  ``udp`` is accepted for symmetry with the full path: these
         responses (at most 310 bytes) always fit the 512-byte UDP minimum.
         Never raises on malformed input.
         """
@@ -276,7 +275,9 @@ class FastPath:
             return None
         has_opt = data[11]
         if has_opt:
-            if data[end:end + 3] != _OPT_START or data[end + 5:] != _OPT_END and (
+            if data[end:end + 3] != _OPT_START:
+                return None
+            if data[end + 5:] != _OPT_END and (  # not a plain OPT: options after TTL 0?
                     data[end + 5:end + 9] != _OPT_TTL or not options_well_formed(data, end + 9)):
                 return None
         elif len(data) != end:
