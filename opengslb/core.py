@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Pr
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from opengslb.config.model import Config, ServerConfig
+from opengslb.config.model import Config, ServerConfig, changed_regions
 from opengslb.dns.server import QueryStats
 from opengslb.dns.view import AnsweringView, DomainView, ServedState, build_view, zone_index_for
 from opengslb.health.checks import Checker
@@ -81,10 +81,7 @@ class Gslb:
     def apply_config(self, config: Config) -> None:
         """Swap in a new configuration atomically; health of surviving servers is kept."""
         if self._dirty is not None:
-            old = self.config.regions_by_name
-            # Identity first: a reload shares the unchanged regions (config.share_unchanged).
-            self._dirty.update(r.name for r in config.regions
-                               if old.get(r.name) is not r and old.get(r.name) != r)
+            self._dirty.update(changed_regions(config, self.config.regions_by_name))
         self.config = config
         self.health.apply_config(config)
         if self.runtime is not None:

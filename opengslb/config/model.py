@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Dict, FrozenSet, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Dict, FrozenSet, Mapping, Optional, Sequence, Set, Tuple, TypeVar
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -245,6 +245,16 @@ def _reuse(new: Tuple[_Part, ...], old: Sequence[_Part], key: str) -> Tuple[_Par
     if len(shared) == len(old) and all(a is b for a, b in zip(shared, old)):
         return tuple(old)
     return shared
+
+
+def changed_regions(config: Config, previous: Mapping[str, RegionConfig]) -> Set[str]:
+    """Names of ``config``'s regions that are new or differ from ``previous``'s region of that name.
+
+    Compared by identity first, so after :func:`share_unchanged` only the
+    regions that really changed cost a full comparison.
+    """
+    return {region.name for region in config.regions
+            if previous.get(region.name) is not region and previous.get(region.name) != region}
 
 
 def share_unchanged(config: Config, previous: Config) -> Config:

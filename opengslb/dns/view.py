@@ -281,13 +281,12 @@ def build_view(config: Config, state: StateLookup, rng: random.Random,
 
     by_region, times_by_region = region_candidates(config, state, extra, previous, dirty)
     region_of = by_region.__getitem__
-    default_ttl = config.dns.default_ttl
     old_domains = previous.domains if previous is not None else {}
     domains: Dict[str, DomainView] = {}
     # The loop runs for every domain on every rebuild: keep the unchanged case cheap.
     for domain in config.domains:
         zone = zone_of(domain.name)
-        ttl = default_ttl if domain.ttl is None else domain.ttl
+        ttl = config.domain_ttl(domain)
         parts = tuple(map(region_of, domain.regions))
         old = old_domains.get(domain.name)
         # Equal region tuples are the same object (region_candidates), so == is by identity here.

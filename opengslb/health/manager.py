@@ -29,7 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from opengslb.config.model import Config, HealthCheckConfig, RegionConfig, ServerConfig
+from opengslb.config.model import Config, HealthCheckConfig, RegionConfig, ServerConfig, changed_regions
 
 from .checks import CheckFailed
 from .tracker import ServerHealth, ServerKey
@@ -155,9 +155,8 @@ class HealthManager:
         if self._stopping:
             raise RuntimeError("HealthManager is stopped")
         previous = self._regions
-        self._regions = {region.name: region for region in config.regions}
-        changed = {region.name for region in config.regions
-                   if previous.get(region.name) is not region and previous.get(region.name) != region}
+        self._regions = config.regions_by_name
+        changed = changed_regions(config, previous)
         gone = set(previous) - set(self._regions)
         desired: Dict[ServerKey, Tuple[ServerConfig, HealthCheckConfig]] = {}
         for region in config.regions:
