@@ -28,6 +28,7 @@ from opengslb.core import Gslb
 from opengslb.dns.fastpath import FastPath
 from opengslb.dns.forward import Forwarder
 from opengslb.dns.server import DNSResponder, listen_dns, listen_vip
+from opengslb.exits import fail
 from opengslb.health.checks import Checker
 from opengslb.httpserve import listen_http
 from opengslb.metrics import Metrics
@@ -297,10 +298,7 @@ class GslbService(service.Service):
     def _fail(self, problem: str) -> None:
         """Print one start-up problem to the real stderr and exit 1."""
         # twistd has redirected sys.stderr into the log by now; write to the real one.
-        stderr = sys.__stderr__ or sys.stderr
-        stderr.write(f"opengslb: {problem}\n")
-        stderr.flush()
-        raise SystemExit(1)
+        fail("opengslb", [problem], stream=sys.__stderr__ or sys.stderr)
 
     @defer.inlineCallbacks
     def stopService(self) -> Any:

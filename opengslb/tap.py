@@ -7,8 +7,7 @@ problem and exiting non-zero on failure), and build the service tree.
 from __future__ import annotations
 
 import dataclasses
-import sys
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from twisted.application import service
 from twisted.python import usage
@@ -16,17 +15,11 @@ from twisted.python import usage
 import opengslb
 from opengslb.config import Config, ConfigError, load_config, parse_config
 from opengslb.config.load import validate_cluster_requirements
+from opengslb.exits import config_failed, fail, warn
 from opengslb.logs import LogObserver, process_observer
 
 DEFAULT_CONFIG = "/etc/opengslb/config.yaml"
-
-
-def fail(lines: List[str], code: int = 1) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
-    """Print one line per problem to stderr and exit with ``code``."""
-    for line in lines:
-        sys.stderr.write(f"opengslb: {line}\n")
-    sys.stderr.flush()
-    raise SystemExit(code)
+PROGRAM = "opengslb"
 
 
 def apply_flags(config: Config, mode: Optional[str], bootstrap: bool,
@@ -71,7 +64,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         if self["mode"] not in (None, "standalone", "cluster"):
-            fail([f"--mode: must be standalone or cluster, not {self['mode']!r}"], 2)
+            fail(PROGRAM, [f"--mode: must be standalone or cluster, not {self['mode']!r}"], 2)
         self.config = self._load()
         if self["validate"]:
             print("OK")
@@ -96,14 +89,8 @@ class Options(usage.Options):
             if problems:
                 raise ConfigError(problems)
         except ConfigError as error:
-            lines = [str(p) for p in error.problems]
-            if self["validate"]:
-                for line in lines:
-                    print(line)
-                raise SystemExit(1) from None
-            fail(lines)
-        for warning in warnings:
-            sys.stderr.write(f"opengslb: warning: {warning}\n")
+            config_failed(PROGRAM, error, self["validate"])
+        warn(PROGRAM, warnings)
         return config
 
 

@@ -19,9 +19,12 @@ from twisted.python import usage
 
 from opengslb.config import ConfigError
 from opengslb.config.agent import DEFAULT_AGENT_CONFIG, AgentConfig, load_agent_config
+from opengslb.exits import config_failed, fail, warn
 from opengslb.logs import LogObserver
 
 __all__ = ["AgentOptions", "run"]
+
+PROGRAM = "opengslb agent"
 
 
 class AgentOptions(usage.Options):
@@ -42,25 +45,12 @@ class AgentOptions(usage.Options):
         raise SystemExit(0)
 
 
-def _fail(lines: List[str], code: int = 1) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
-    for line in lines:
-        sys.stderr.write(f"opengslb agent: {line}\n")
-    sys.stderr.flush()
-    raise SystemExit(code)
-
-
 def _load(path: str, validate: bool) -> AgentConfig:
     try:
         config, warnings = load_agent_config(path)
     except ConfigError as error:
-        lines = [str(p) for p in error.problems]
-        if validate:
-            for line in lines:
-                print(line)
-            raise SystemExit(1) from None
-        _fail(lines)
-    for warning in warnings:
-        sys.stderr.write(f"opengslb agent: warning: {warning}\n")
+        config_failed(PROGRAM, error, validate)
+    warn(PROGRAM, warnings)
     return config
 
 
@@ -89,7 +79,7 @@ def run(argv: Optional[List[str]] = None) -> None:
     try:
         options.parseOptions(list(sys.argv[2:] if argv is None else argv))
     except usage.UsageError as error:
-        _fail([str(error), f"usage: {AgentOptions.synopsis}"], 2)
+        fail(PROGRAM, [str(error), f"usage: {AgentOptions.synopsis}"], 2)
     config = _load(options["config"], options["validate"])
     if options["validate"]:
         print("OK")
