@@ -51,6 +51,7 @@ from opengslb.config.load import (
     _locate,
     _SyntaxProblem,
     format_path,
+    read_config_file,
 )
 from opengslb.config.model import HealthCheckConfig, LoggingConfig
 
@@ -299,18 +300,7 @@ def load_agent_config(path: Union[str, "os.PathLike[str]"]) -> Tuple[AgentConfig
         and every validation problem.
     """
     name = os.fspath(path)
-    try:
-        with open(name, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            raw = handle.read()
-    except OSError as error:
-        raise ConfigError([Problem(name, None, "", "cannot read the agent configuration file: "
-                                                   f"{error.strerror or error}")]) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        raise ConfigError([Problem(name, line, "", "the file is not UTF-8 text")]) from None
+    text, mode = read_config_file(name, "agent configuration file")
     config, problems = _parse(text, name)
     if mode & 0o004:
         problems.insert(0, Problem(name, None, "", "holds a secret (api.token) but is readable by "

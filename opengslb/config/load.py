@@ -1399,6 +1399,26 @@ def _secrets_in(data: Any) -> List[str]:
     return found
 
 
+def read_config_file(name: str, what: str) -> Tuple[str, int]:
+    """The text of the file ``name`` (UTF-8, BOM allowed) and its ``st_mode``.
+
+    :raises ConfigError: it cannot be read (``cannot read the {what}: ...``)
+        or is not UTF-8 (the problem names the line).
+    """
+    try:
+        with open(name, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            raw = handle.read()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError([Problem(name, None, "", f"cannot read the {what}: {reason}")]) from None
+    try:
+        return raw.decode("utf-8-sig"), mode
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ConfigError([Problem(name, line, "", "the file is not UTF-8 text")]) from None
+
+
 def load_config(path: Union[str, "os.PathLike[str]"]) -> Tuple[Config, List[str]]:
     """Read, check the permissions of, parse and validate a configuration file.
 
@@ -1411,20 +1431,7 @@ def load_config(path: Union[str, "os.PathLike[str]"]) -> Tuple[Config, List[str]
         problem says ``chmod 600 FILE``); and every validation problem.
     """
     name = os.fspath(path)
-    try:
-        with open(name, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            raw = handle.read()
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise ConfigError(
-            [Problem(name, None, "", f"cannot read the configuration file: {reason}")]
-        ) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        raise ConfigError([Problem(name, line, "", "the file is not UTF-8 text")]) from None
+    text, mode = read_config_file(name, "configuration file")
     config, problems, data = _parse(text, name)
     secrets = _secrets_in(data)
     if secrets and mode & 0o004:
