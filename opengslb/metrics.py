@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Iterable, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol, Sequence
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.gc_collector import GCCollector
@@ -32,7 +32,10 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
+from opengslb.api.auth import parse_address
+from opengslb.config.model import MetricsConfig
 from opengslb.health.tracker import ServerKey
+from opengslb.httpserve import Gate, ListenerLimits, Refusal
 
 if TYPE_CHECKING:
     from opengslb.cluster.overwatch import Overwatch
@@ -244,6 +247,28 @@ def _healthy_per_region(gslb: "Gslb") -> dict[str, int]:
             if ServerKey(region.name, server.address, server.port) not in states:
                 counts[region.name] += 1
     return counts
+
+
+def metrics_gate(settings: Callable[[], MetricsConfig]) -> Gate:
+    """The metrics listener's gate: the peer must be in ``metrics.allowed_networks``
+    (403), and only GET and HEAD are served (405).  Proxy headers are never honoured."""
+
+    def gate(request: Request) -> Optional[Refusal]:
+        networks = settings().allowed_networks
+        peer = parse_address(str(getattr(request.getClientAddress(), "host", "")))
+        if peer is None or not any(peer.version == net.version and peer in net for net in networks):
+            return Refusal(403, f"source address {peer or 'unknown'} is not in metrics.allowed_networks")
+        if request.method not in (b"GET", b"HEAD"):
+            return Refusal(405, "only GET and HEAD are served here", {"Allow": "GET, HEAD"})
+        return None
+
+    return gate
+
+
+def metrics_limits(settings: MetricsConfig) -> ListenerLimits:
+    """The bounds of the metrics listener (bodies are never read: 1 KiB)."""
+    return ListenerLimits(settings.max_connections, settings.max_connections_per_source,
+                          settings.request_timeout, 1024)
 
 
 class _IndexPage(Resource):

@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 import opengslb
-from opengslb.api import GslbAPI
+from opengslb.api import GslbAPI, api_limits
 from opengslb.cluster.consensus import DistributedHealth
 from opengslb.cluster.facade import RaftCluster, StandaloneCluster, config_hash
 from opengslb.cluster.gossip import Gossip
@@ -30,8 +30,9 @@ from opengslb.dns.forward import Forwarder
 from opengslb.dns.server import DNSResponder, listen_dns, listen_vip
 from opengslb.exits import fail
 from opengslb.health.checks import Checker
-from opengslb.httpserve import listen_http
-from opengslb.metrics import Metrics
+from opengslb.httpserve import BoundedSite, listen_http
+from opengslb.limits import raise_fd_limit
+from opengslb.metrics import Metrics, metrics_gate, metrics_limits
 from opengslb.reload import Reloader
 from opengslb.runtime import Runtime
 from opengslb.state.local import LocalStore, StateDirError, check_data_dir
@@ -157,6 +158,9 @@ class GslbService(service.Service):
 
     def startService(self) -> None:
         config = self.gslb.config
+        before, after = raise_fd_limit()
+        log.info("open-file limit (RLIMIT_NOFILE): {before} -> {after}", before=before, after=after,
+                 event="fd_limit")
         try:
             if self.raft is None:
                 self.store.open()
@@ -177,13 +181,18 @@ class GslbService(service.Service):
                 self._fail(f"cannot listen for DNS on the anycast VIP {vip}:{config.dns.listen_address.port}: "
                            f"{error} (with a VIP, dns.listen_address must name a specific address)")
         if config.metrics.enabled:
+            metrics_site = BoundedSite(self.metrics.resource(), self.reactor, "metrics",
+                                       lambda: metrics_limits(self.gslb.config.metrics),
+                                       metrics_gate(lambda: self.gslb.config.metrics))
             self.other_ports += self._listen(
                 "metrics", config.metrics.address,
-                lambda: [listen_http(self.reactor, config.metrics.address, self.metrics.resource())])
+                lambda: [listen_http(self.reactor, config.metrics.address, metrics_site)])
         if config.api.enabled:
+            api_site = BoundedSite(self.api.resource(), self.reactor, "api",
+                                   lambda: api_limits(self.gslb.config.api), self.api.gate)
             self.other_ports += self._listen(
                 "the API", config.api.address,
-                lambda: [listen_http(self.reactor, config.api.address, self.api.resource())])
+                lambda: [listen_http(self.reactor, config.api.address, api_site)])
         super().startService()
         self.started_at = self.reactor.seconds()
         self.gslb.start()

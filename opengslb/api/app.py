@@ -51,6 +51,7 @@ from opengslb.api.timefmt import rfc3339
 from opengslb.config.durations import parse_duration
 from opengslb.config.model import APIConfig, ServerConfig
 from opengslb.health.tracker import ServerKey
+from opengslb.httpserve import ListenerLimits, Refusal
 from opengslb.runtime import NotFound as MissingState
 from opengslb.runtime import Rejected, WriteFailed
 from opengslb.state.machine import MAX_TEXT, SIGNAL_REASONS
@@ -61,7 +62,10 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="opengslb.api")
 
-STATE_CHANGING = frozenset({b"POST", b"PUT", b"PATCH", b"DELETE"})
+#: Methods that need no token (exact spelling: HTTP methods are case-sensitive).
+READ_METHODS = frozenset({b"GET", b"HEAD"})
+#: The methods of RFC 9110 (and PATCH); any other spelling is answered 501.
+HTTP_METHODS = READ_METHODS | {b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT"}
 
 INVALID_CONFIG = "configuration is invalid; the previous configuration is still running"
 
@@ -126,23 +130,31 @@ def _write(request: Request, reply: Union[Reply, Mapping[str, Any]]) -> bytes:
 Handler = Callable[..., Any]
 
 
-def _route(app: Klein, path: str, method: str = "GET") -> Callable[[Handler], Handler]:
+def _route(app: Klein, path: str, method: str = "GET",
+           scope: str = "admin") -> Callable[[Handler], Handler]:
     """Serve ``handler`` at ``path`` for ``method``, behind the gate.
 
-    The handler returns (or fires) a dict (200) or a :class:`Reply`, or
-    raises :class:`APIError`.
+    A write (any method but GET) needs a token whose scope allows ``scope``
+    (see :data:`opengslb.api.auth.SCOPES`).  The handler returns (or fires)
+    a dict (200) or a :class:`Reply`, or raises :class:`APIError`.
     """
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def endpoint(self: "GslbAPI", request: Request, **kwargs: Any) -> "Deferred[bytes]":
-            self._admit(request)
+            self._admit(request, scope)
             result = maybeDeferred(handler, self, request, **kwargs)
             return result.addCallback(lambda reply: _write(request, reply))
 
         return app.route(path, methods=[method])(endpoint)
 
     return decorate
+
+
+def api_limits(settings: APIConfig) -> ListenerLimits:
+    """The bounds of the API listener, from the ``api`` settings."""
+    return ListenerLimits(settings.max_connections, settings.max_connections_per_source,
+                          settings.request_timeout, settings.max_body_bytes)
 
 
 def _shielded(d: "Deferred[Any]") -> "Deferred[Any]":
@@ -220,36 +232,67 @@ class GslbAPI:
             shown = "unknown" if source is None else str(source)
             raise APIError(403, f"source address {shown} is not in api.allowed_networks")
 
-    def _admit(self, request: Request) -> None:
-        """The gate of every served route: source network, then token for writes."""
-        settings = self._settings()
-        self._check_source(request, settings)
-        if request.method not in STATE_CHANGING:
-            return
+    def _gate_error(self, request: Request, settings: APIConfig) -> Optional[APIError]:
+        """What the gate says before routing: 403 source, 501 unknown method, 401 token.
+
+        Authorization is the default: every method but GET and HEAD needs a
+        valid token of some scope, whether or not a route serves it.
+        """
+        try:
+            self._check_source(request, settings)
+        except APIError as forbidden:
+            return forbidden
+        method = request.method
+        if method not in HTTP_METHODS:
+            shown = method.decode("ascii", "replace")[:20]
+            return APIError(501, f"method {shown!r} is not implemented (methods are case-sensitive: "
+                                 "GET, HEAD, POST, PUT, DELETE)")
+        if method in READ_METHODS:
+            return None
         challenge = {"WWW-Authenticate": "Bearer"}
-        if not settings.tokens:
-            raise APIError(401, "no API tokens are configured (api.tokens); "
-                                "state-changing calls are disabled", challenge)
+        if not (settings.tokens or settings.drain_tokens):
+            return APIError(401, "no API tokens are configured (api.tokens); "
+                                 "state-changing calls are disabled", challenge)
         header = request.getHeader(b"authorization")
         token = auth.bearer_token(header.decode("latin-1") if header is not None else None)
         if token is None:
-            raise APIError(401, "missing bearer token (Authorization: Bearer <token>)", challenge)
-        if not auth.token_valid(token, settings.tokens):
+            return APIError(401, "missing bearer token (Authorization: Bearer <token>)", challenge)
+        if auth.token_scope(token, settings) is None:
             log.warn("API {method} {path}: invalid bearer token",
-                     method=request.method.decode("ascii", "replace"),
+                     method=method.decode("ascii", "replace"),
                      path=request.path.decode("utf-8", "replace"), event="api_unauthorized")
-            raise APIError(401, "invalid bearer token", challenge)
+            return APIError(401, "invalid bearer token", challenge)
+        return None
+
+    def gate(self, request: Request) -> Optional[Refusal]:
+        """The listener's check once a request's headers are in, before its body is read."""
+        error = self._gate_error(request, self._settings())
+        if error is None:
+            return None
+        return Refusal(error.reply.status, error.reply.body["error"], error.reply.headers)
+
+    def _admit(self, request: Request, scope: str) -> None:
+        """The gate of every served route: source, method, token, then the token's scope."""
+        settings = self._settings()
+        error = self._gate_error(request, settings)
+        if error is not None:
+            raise error
+        if request.method in READ_METHODS:
+            return
+        header = request.getHeader(b"authorization")
+        token = auth.bearer_token(header.decode("latin-1") if header is not None else None)
+        given = auth.token_scope(token, settings)
+        if not auth.scope_allows(given, scope):
+            raise APIError(403, f"this token has scope {given!r}; "
+                                f"{request.method.decode('ascii')} {request.path.decode('utf-8', 'replace')} "
+                                f"needs scope {scope!r}")
 
     @app.handle_errors(Exception)  # type: ignore[arg-type]
     def _failed(self, request: Request, failure: Failure) -> bytes:
         """Every error as JSON; routing errors pass the source check first."""
         error = failure.value
         if isinstance(error, HTTPException):
-            try:
-                self._check_source(request, self._settings())
-                error = _routing_error(request, error)
-            except APIError as forbidden:
-                error = forbidden
+            error = self._gate_error(request, self._settings()) or _routing_error(request, error)
         if not isinstance(error, APIError):
             log.failure("API {method} {path} failed", failure=failure,
                         method=request.method.decode("ascii", "replace"),
@@ -427,7 +470,7 @@ class GslbAPI:
             raise APIError(404, f"no override for {address} in region {region}")
         return _override_json(override)
 
-    @_route(app, "/api/v1/overrides/<region>/<address>", "PUT")
+    @_route(app, "/api/v1/overrides/<region>/<address>", "PUT", scope="drain")
     def override_put(self, request: Request, region: str, address: str) -> "Deferred[Dict[str, Any]]":
         """Replace the override of a configured (or registered) server."""
         runtime = self._runtime()
@@ -452,7 +495,7 @@ class GslbAPI:
         d = runtime.set_override(region, address, weight, enabled, reason, ttl)
         return _shielded(d).addCallbacks(_override_json, _write_failed)
 
-    @_route(app, "/api/v1/overrides/<region>/<address>", "DELETE")
+    @_route(app, "/api/v1/overrides/<region>/<address>", "DELETE", scope="drain")
     def override_delete(self, request: Request, region: str, address: str) -> "Deferred[Dict[str, Any]]":
         runtime = self._runtime()
         address = _path_address(address)
@@ -477,7 +520,7 @@ class GslbAPI:
                          key=lambda r: (r["registered_at"], r["id"]))
         return {"services": [_service_json(runtime, r) for r in records]}
 
-    @_route(app, "/api/v1/services", "POST")
+    @_route(app, "/api/v1/services", "POST", scope="drain")
     def service_register(self, request: Request) -> "Deferred[Reply]":
         """Register a server: 201 with a new id, 200 with the same id when already registered."""
         runtime = self._runtime()
@@ -513,7 +556,7 @@ class GslbAPI:
         d = runtime.register(region, address, port, weight, ttl, healthy, agent)
         return _shielded(d).addCallbacks(done, _write_failed)
 
-    @_route(app, "/api/v1/services/<id>/heartbeat", "PUT")
+    @_route(app, "/api/v1/services/<id>/heartbeat", "PUT", scope="drain")
     def service_heartbeat(self, request: Request, id: str) -> "Deferred[Dict[str, Any]]":
         """Renew a registration; the body carries the claim and any predictive signal."""
         runtime = self._runtime()
@@ -528,7 +571,7 @@ class GslbAPI:
         d = runtime.heartbeat(id, healthy, signal)
         return _shielded(d).addCallbacks(lambda record: _service_json(runtime, record), _write_failed)
 
-    @_route(app, "/api/v1/services/<id>", "DELETE")
+    @_route(app, "/api/v1/services/<id>", "DELETE", scope="drain")
     def service_deregister(self, request: Request, id: str) -> "Deferred[Dict[str, Any]]":
         runtime = self._runtime()
         return _shielded(runtime.deregister(id)).addCallbacks(
@@ -578,13 +621,12 @@ class GslbAPI:
         return d.addErrback(failed)
 
     def _json_body(self, request: Request) -> Dict[str, Any]:
-        try:
-            body = json.loads(request.content.read() or b"{}")  # type: ignore[union-attr]
-        except ValueError:
-            raise APIError(400, "the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise APIError(400, "the request body must be a JSON object")
-        return body
+        """The request's body as a JSON object (an empty body reads as ``{}``); 400/413 otherwise."""
+        limit = self._settings().max_body_bytes
+        raw = request.content.read(limit + 1)  # type: ignore[union-attr]
+        if len(raw) > limit:
+            raise APIError(413, f"the request body is larger than {limit} bytes")
+        return parse_json_object(raw or b"{}")
 
     # -- configuration ---------------------------------------------------------
 
@@ -612,6 +654,63 @@ class GslbAPI:
     @_route(app, "/api/v1/openapi.json")
     def openapi(self, request: Request) -> Dict[str, Any]:
         return openapi_document()
+
+
+#: Deepest nesting of arrays and objects accepted in a request body (ours use 2).
+MAX_JSON_DEPTH = 16
+#: Longest number literal accepted in a request body, in characters.
+MAX_JSON_NUMBER = 32
+
+
+def _number(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        if len(text) > MAX_JSON_NUMBER:
+            raise ValueError(f"a number longer than {MAX_JSON_NUMBER} characters")
+        number = kind(text)
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError(f"the number {text} is out of range")
+        return number
+    return parse
+
+
+def _constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of ``value`` (scalars 0); iterative, linear in its size."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def parse_json_object(raw: bytes) -> Dict[str, Any]:
+    """``raw`` as a JSON object, bounded: at most :data:`MAX_JSON_DEPTH` levels,
+    numbers of at most :data:`MAX_JSON_NUMBER` characters, no NaN or Infinity.
+
+    Raises :class:`APIError` 400 for anything else (never a RecursionError or
+    an OverflowError); linear in ``len(raw)``.
+    """
+    try:
+        body = json.loads(raw, parse_int=_number(int), parse_float=_number(float),
+                          parse_constant=_constant)
+    except RecursionError:
+        raise APIError(400, f"the request body is nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except json.JSONDecodeError:
+        raise APIError(400, "the request body is not valid JSON") from None
+    except ValueError as error:  # a bound of _number or _constant, or not UTF-8
+        raise APIError(400, f"the request body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "the request body must be a JSON object")
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise APIError(400, f"the request body is nested more than {MAX_JSON_DEPTH} levels deep")
+    return body
 
 
 def _routing_error(request: Request, error: HTTPException) -> APIError:

@@ -28,7 +28,13 @@ from opengslb.config.model import APIConfig, IPNetwork
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 __all__ = ["IPAddress", "parse_address", "client_address", "source_allowed", "bearer_token",
-           "token_valid"]
+           "token_valid", "token_scope", "scope_allows", "SCOPES"]
+
+#: Token scopes, weakest first: ``drain`` may set and lift overrides and
+#: register, renew and remove services (what an agent or a drain script
+#: needs); ``admin`` may also reload the configuration and change cluster
+#: membership.
+SCOPES = ("drain", "admin")
 
 
 def parse_address(text: str) -> Optional[IPAddress]:
@@ -133,3 +139,20 @@ def token_valid(token: Optional[str], tokens: Sequence[str]) -> bool:
     for candidate in tokens:
         matched |= hmac.compare_digest(given, candidate.encode("utf-8"))
     return matched
+
+
+def token_scope(token: Optional[str], settings: APIConfig) -> Optional[str]:
+    """The scope of ``token`` (``"admin"`` or ``"drain"``), ``None`` when it is not a token.
+
+    Every configured token of both scopes is compared, in constant time.
+    """
+    admin = token_valid(token, settings.tokens)
+    drain = token_valid(token, settings.drain_tokens)
+    return "admin" if admin else "drain" if drain else None
+
+
+def scope_allows(scope: Optional[str], needed: str) -> bool:
+    """True when a token of ``scope`` may call a route that needs ``needed``."""
+    if scope is None or scope not in SCOPES:
+        return False
+    return SCOPES.index(scope) >= SCOPES.index(needed)

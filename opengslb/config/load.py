@@ -39,6 +39,7 @@ import difflib
 import ipaddress
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import (
     Any,
@@ -349,6 +350,13 @@ def _load_plain(text: str) -> Any:
         raise _yaml_problem(error, text) from None
     except RecursionError:
         raise _SyntaxProblem(None, "invalid YAML: nested too deeply") from None
+    except ValueError:  # int() refuses integers longer than sys.get_int_max_str_digits()
+        limit = sys.get_int_max_str_digits()
+        match = re.search(f"[0-9]{{{limit + 1},}}", text)
+        line = text.count("\n", 0, match.start()) + 1 if match else None
+        raise _SyntaxProblem(
+            line, f"invalid YAML: a number longer than {limit} digits cannot be read"
+        ) from None
 
 
 def _key_matches(node: Node, step: PathStep) -> bool:
@@ -525,7 +533,18 @@ MODES = ("standalone", "cluster")
 FOLLOWER_QUERIES = ("refuse", "drop", "forward")
 HEALTH_CONSENSUS = ("majority", "any", "all", "leader")
 VETO_MODES = ("strict", "balanced", "permissive")
-MAX_TTL = 2**31 - 1
+MAX_TTL = 2**31 - 1  # RFC 2181 §8: a TTL is an unsigned 31-bit number of seconds
+# Bounds of the duration settings (seconds).  Every duration is above 0s; none
+# may exceed MAX_SETTING_DURATION, and most have a tighter bound of their own.
+_MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
+MAX_SETTING_DURATION = 366 * _DAY
+MIN_CHECK_INTERVAL, MAX_CHECK_INTERVAL = 0.1, _DAY  # health checks; timeout < interval
+MAX_CHECK_TIMEOUT = _HOUR
+MIN_RAFT_HEARTBEAT, MIN_RAFT_ELECTION, MAX_RAFT_TIMEOUT = 0.05, 0.1, _MINUTE
+MIN_SNAPSHOT_INTERVAL, MAX_SNAPSHOT_INTERVAL = 1.0, 7 * _DAY
+MAX_BLEED_DURATION = _DAY
+MIN_SIGNAL_WINDOW, MAX_SIGNAL_WINDOW = 1.0, _DAY
+MIN_EXTERNAL_CHECK_INTERVAL, MAX_EXTERNAL_CHECK_INTERVAL = 0.1, _DAY
 MAX_CLUSTER_MEMBERS = 7
 KEYGEN_HINT = "make one with: head -c 32 /dev/urandom | base64"
 
@@ -534,7 +553,8 @@ _ZONE_KEYS = ("name", "nameservers", "soa")
 _NAMESERVER_KEYS = ("name", "address")
 _SOA_KEYS = ("mname", "rname", "refresh", "retry", "expire", "minimum")
 _LOGGING_KEYS = ("level", "format")
-_METRICS_KEYS = ("enabled", "address")
+_LISTENER_KEYS = ("max_connections", "max_connections_per_source", "request_timeout")
+_METRICS_KEYS = ("enabled", "address", "allowed_networks") + _LISTENER_KEYS
 _API_KEYS = (
     "enabled",
     "address",
@@ -542,7 +562,13 @@ _API_KEYS = (
     "trust_proxy_headers",
     "trusted_proxies",
     "tokens",
-)
+    "max_body_bytes",
+) + _LISTENER_KEYS
+_TOKEN_KEYS = ("token", "scope")
+TOKEN_SCOPES = ("admin", "drain")
+MAX_LISTENER_CONNECTIONS = 100_000
+MAX_REQUEST_TIMEOUT = 300.0
+MAX_BODY_BYTES = 1024 * 1024
 _REGION_KEYS = ("name", "servers", "health_check")
 _SERVER_KEYS = ("address", "port", "weight", "host")
 _HEALTH_KEYS = (
@@ -596,7 +622,7 @@ def _kind(value: Any, reveal: bool = True) -> str:
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})" if reveal else "a boolean"
     if isinstance(value, int):
-        return f"an integer ({value})" if reveal else "an integer"
+        return f"an integer ({_number(value)})" if reveal else "an integer"
     if isinstance(value, float):
         return f"a number ({value:g})" if reveal else "a number"
     if isinstance(value, str):
@@ -607,6 +633,18 @@ def _kind(value: Any, reveal: bool = True) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return f"a {type(value).__name__}"
+
+
+def _number(value: Union[int, float]) -> str:
+    """A number as a message shows it: a 400-digit integer reads as ``a 400-digit number``."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if -(10**20) < value < 10**20:
+        return str(value)
+    try:
+        return f"a {len(str(abs(value)))}-digit number"
+    except ValueError:  # longer than sys.get_int_max_str_digits()
+        return "a number with thousands of digits"
 
 
 def _suggest(word: str, choices: Collection[str]) -> str:
@@ -693,8 +731,20 @@ class _Checker:
     ) -> int:
         return self.field(m, key, path, default, lambda v: _as_int(v, low, high))
 
-    def duration(self, m: Mapping[str, Any], key: str, path: KeyPath, default: float) -> float:
-        return self.field(m, key, path, default, _as_positive_duration)
+    def duration(self, m: Mapping[str, Any], key: str, path: KeyPath, default: float, *,
+                 low: float = 0.0, high: float = MAX_SETTING_DURATION) -> float:
+        """A duration above 0s within ``[low, high]`` seconds (``default`` when absent or bad)."""
+        return self.field(m, key, path, default, lambda v: _as_duration(v, low, high))
+
+    def bounded_duration(self, m: Mapping[str, Any], key: str, path: KeyPath, default: float,
+                         high: float) -> float:
+        """A positive duration of at most ``high`` seconds."""
+        def convert(value: Any) -> float:
+            seconds = _as_positive_duration(value)
+            if seconds > high:
+                raise ValueError(f"must be at most {high:g}s (got {seconds:g}s)")
+            return seconds
+        return self.field(m, key, path, default, convert)
 
     def choice(
         self,
@@ -826,6 +876,14 @@ class _Checker:
         return MetricsConfig(
             enabled=self.boolean(m, "enabled", path, d.enabled),
             address=self.field(m, "address", path, d.address, _as_listen),
+            allowed_networks=self.networks(m, "allowed_networks", path, d.allowed_networks),
+            max_connections=self.integer(m, "max_connections", path, d.max_connections, 1,
+                                         MAX_LISTENER_CONNECTIONS),
+            max_connections_per_source=self.integer(m, "max_connections_per_source", path,
+                                                    d.max_connections_per_source, 1,
+                                                    MAX_LISTENER_CONNECTIONS),
+            request_timeout=self.bounded_duration(m, "request_timeout", path, d.request_timeout,
+                                                  MAX_REQUEST_TIMEOUT),
         )
 
     def api(self, value: Any, path: KeyPath) -> APIConfig:
@@ -833,13 +891,24 @@ class _Checker:
         if m is None:
             return APIConfig()
         d = APIConfig()
+        tokens = self.tokens(m.get("tokens"), path + ("tokens",))
         return APIConfig(
             enabled=self.boolean(m, "enabled", path, d.enabled),
             address=self.field(m, "address", path, d.address, _as_listen),
             allowed_networks=self.networks(m, "allowed_networks", path, d.allowed_networks),
             trust_proxy_headers=self.boolean(m, "trust_proxy_headers", path, d.trust_proxy_headers),
             trusted_proxies=self.networks(m, "trusted_proxies", path, d.trusted_proxies),
-            tokens=self.tokens(m.get("tokens"), path + ("tokens",)),
+            tokens=tokens.get("admin", ()),
+            drain_tokens=tokens.get("drain", ()),
+            max_connections=self.integer(m, "max_connections", path, d.max_connections, 1,
+                                         MAX_LISTENER_CONNECTIONS),
+            max_connections_per_source=self.integer(m, "max_connections_per_source", path,
+                                                    d.max_connections_per_source, 1,
+                                                    MAX_LISTENER_CONNECTIONS),
+            request_timeout=self.bounded_duration(m, "request_timeout", path, d.request_timeout,
+                                                  MAX_REQUEST_TIMEOUT),
+            max_body_bytes=self.integer(m, "max_body_bytes", path, d.max_body_bytes, 1024,
+                                        MAX_BODY_BYTES),
         )
 
     def networks(
@@ -855,9 +924,23 @@ class _Checker:
                 self.add(npath, str(error))
         return tuple(result)
 
-    def tokens(self, value: Any, path: KeyPath) -> Tuple[str, ...]:
-        result: List[str] = []
+    def tokens(self, value: Any, path: KeyPath) -> Dict[str, Tuple[str, ...]]:
+        """The tokens of ``api.tokens`` by scope.
+
+        An item is a token (scope ``admin``) or ``{token: ..., scope: admin|drain}``.
+        """
+        result: Dict[str, List[str]] = {}
         for tpath, item in self.items(value, path):
+            scope = "admin"
+            if isinstance(item, dict):
+                m = self.section(item, tpath, _TOKEN_KEYS)
+                if m is None:
+                    continue
+                if "token" not in m:
+                    self.add(tpath + ("token",), _MISSING)
+                    continue
+                scope = self.choice(m, "scope", tpath, "admin", TOKEN_SCOPES, "token scope")
+                tpath, item = tpath + ("token",), m["token"]
             if not isinstance(item, str):
                 self.add(tpath, f"a token must be a string, not {_kind(item, reveal=False)}")
             elif not item.strip():
@@ -865,8 +948,8 @@ class _Checker:
             elif any(c.isspace() for c in item):
                 self.add(tpath, "a token must not contain spaces")
             else:
-                result.append(item)
-        return tuple(result)
+                result.setdefault(scope, []).append(item)
+        return {scope: tuple(tokens) for scope, tokens in result.items()}
 
     def regions(self, value: Any, path: KeyPath) -> Tuple[RegionConfig, ...]:
         regions: List[RegionConfig] = []
@@ -930,8 +1013,9 @@ class _Checker:
         if m is None:
             return d
         before = len(self.issues)
-        interval = self.duration(m, "interval", path, d.interval)
-        timeout = self.duration(m, "timeout", path, d.timeout)
+        interval = self.duration(m, "interval", path, d.interval, low=MIN_CHECK_INTERVAL,
+                                 high=MAX_CHECK_INTERVAL)
+        timeout = self.duration(m, "timeout", path, d.timeout, high=MAX_CHECK_TIMEOUT)
         if len(self.issues) == before and timeout >= interval:
             self.add(
                 path + ("timeout",),
@@ -1040,8 +1124,10 @@ class _Checker:
         if m is None:
             return d
         before = len(self.issues)
-        heartbeat = self.duration(m, "heartbeat_timeout", path, d.heartbeat_timeout)
-        election = self.duration(m, "election_timeout", path, d.election_timeout)
+        heartbeat = self.duration(m, "heartbeat_timeout", path, d.heartbeat_timeout,
+                                  low=MIN_RAFT_HEARTBEAT, high=MAX_RAFT_TIMEOUT)
+        election = self.duration(m, "election_timeout", path, d.election_timeout,
+                                 low=MIN_RAFT_ELECTION, high=MAX_RAFT_TIMEOUT)
         if len(self.issues) == before and election < heartbeat:
             self.add(
                 path + ("election_timeout",),
@@ -1052,7 +1138,8 @@ class _Checker:
             data_dir=self.field(m, "data_dir", path, d.data_dir, _as_nonempty_string),
             heartbeat_timeout=heartbeat,
             election_timeout=election,
-            snapshot_interval=self.duration(m, "snapshot_interval", path, d.snapshot_interval),
+            snapshot_interval=self.duration(m, "snapshot_interval", path, d.snapshot_interval,
+                                            low=MIN_SNAPSHOT_INTERVAL, high=MAX_SNAPSHOT_INTERVAL),
             snapshot_threshold=self.integer(m, "snapshot_threshold", path, d.snapshot_threshold, 1, MAX_TTL),
         )
 
@@ -1084,10 +1171,12 @@ class _Checker:
             return d
         window = d.window
         if "window" in keys:
-            window = self.duration(m, "window", path, d.window or 60.0)
+            window = self.duration(m, "window", path, d.window or 60.0, low=MIN_SIGNAL_WINDOW,
+                                   high=MAX_SIGNAL_WINDOW)
         return PredictiveSignalConfig(
             threshold=self.field(m, "threshold", path, d.threshold, _as_percent),
-            bleed_duration=self.duration(m, "bleed_duration", path, d.bleed_duration),
+            bleed_duration=self.duration(m, "bleed_duration", path, d.bleed_duration,
+                                         high=MAX_BLEED_DURATION),
             window=window,
         )
 
@@ -1098,7 +1187,8 @@ class _Checker:
             return d
         return OverwatchConfig(
             external_check_interval=self.duration(
-                m, "external_check_interval", path, d.external_check_interval
+                m, "external_check_interval", path, d.external_check_interval,
+                low=MIN_EXTERNAL_CHECK_INTERVAL, high=MAX_EXTERNAL_CHECK_INTERVAL,
             ),
             veto_mode=self.choice(m, "veto_mode", path, d.veto_mode, VETO_MODES, "veto mode"),
             veto_threshold=self.integer(m, "veto_threshold", path, d.veto_threshold, 1, 1000),
@@ -1137,24 +1227,37 @@ def _as_int(value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"must be an integer, not {_kind(value)}")
     if not low <= value <= high:
-        raise ValueError(f"must be between {low} and {high} (got {value})")
+        raise ValueError(f"must be between {low} and {high} (got {_number(value)})")
     return int(value)
 
 
 def _as_percent(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"must be a number (a percentage), not {_kind(value)}")
-    if not 0 < value <= 100:
-        raise ValueError(f"must be a percentage above 0 and at most 100 (got {value:g})")
+    if not 0 < value <= 100:  # also refuses NaN
+        raise ValueError(f"must be a percentage above 0 and at most 100 (got {_number(value)})")
     return float(value)
 
 
 def _as_positive_duration(value: Any) -> float:
+    """A duration above 0s and at most :data:`MAX_SETTING_DURATION`; ValueError otherwise."""
+    return _as_duration(value, 0.0, MAX_SETTING_DURATION)
+
+
+def _as_duration(value: Any, low: float, high: float) -> float:
+    """A duration ``d`` with ``0 < d``, ``low <= d <= high`` (seconds); ValueError otherwise.
+
+    Never raises anything else, whatever ``value`` is (see :func:`parse_duration`).
+    """
     if value is None or isinstance(value, (list, dict)):
         raise ValueError(f"must be a duration such as '30s', not {_kind(value)}")
     seconds = parse_duration(value)
     if seconds <= 0:
-        raise ValueError(f"must be longer than 0s (got {value!r})")
+        raise ValueError(f"must be longer than 0s (got {format_duration(seconds)})")
+    if seconds < low:
+        raise ValueError(f"must be at least {format_duration(low)} (got {format_duration(seconds)})")
+    if seconds > high:
+        raise ValueError(f"must be at most {format_duration(high)} (got {format_duration(seconds)})")
     return seconds
 
 

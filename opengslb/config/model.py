@@ -74,6 +74,10 @@ class LoggingConfig:
 class MetricsConfig:
     enabled: bool = False
     address: ListenAddress = ListenAddress("", 9090)
+    allowed_networks: Tuple[IPNetwork, ...] = field(default_factory=lambda: _loopback_networks())
+    max_connections: int = 64
+    max_connections_per_source: int = 16
+    request_timeout: float = 10.0
 
 
 def _loopback_networks() -> Tuple[IPNetwork, ...]:
@@ -87,7 +91,12 @@ class APIConfig:
     allowed_networks: Tuple[IPNetwork, ...] = field(default_factory=_loopback_networks)
     trust_proxy_headers: bool = False
     trusted_proxies: Tuple[IPNetwork, ...] = field(default_factory=_loopback_networks)
-    tokens: Tuple[str, ...] = ()
+    tokens: Tuple[str, ...] = ()  # scope "admin": every write
+    drain_tokens: Tuple[str, ...] = ()  # scope "drain": overrides and service registrations
+    max_connections: int = 128
+    max_connections_per_source: int = 32
+    request_timeout: float = 10.0
+    max_body_bytes: int = 65536
 
 
 @dataclass(frozen=True)

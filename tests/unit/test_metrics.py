@@ -25,6 +25,8 @@ from opengslb.config.model import HealthCheckConfig, ListenAddress
 from opengslb.core import Gslb
 from opengslb.dns.server import DNSDatagramProtocol, DNSResponder, DNSStreamProtocol, QueryStats
 from opengslb.health.checks import CheckFailed
+from opengslb.httpserve import BoundedSite, ListenerLimits
+from opengslb.httpserve import BoundedSite, ListenerLimits
 from opengslb.httpserve import listen_http as listen_metrics
 from opengslb.metrics import CHECK_DURATION_BOUNDS, Metrics
 from tests.unit.dnsfixtures import sample_config
@@ -359,8 +361,9 @@ def test_listen_metrics_binds_the_configured_address():
     """listen_metrics listens on address.port and address.host ("" → every IPv4 address)."""
     reactor = MemoryReactor()
     resource = build().metrics.resource()
-    listen_metrics(reactor, ListenAddress("", 9100), resource)
-    listen_metrics(reactor, ListenAddress("127.0.0.1", 9101), resource)
+    bounded = BoundedSite(resource, reactor, "metrics", ListenerLimits)
+    listen_metrics(reactor, ListenAddress("", 9100), bounded)
+    listen_metrics(reactor, ListenAddress("127.0.0.1", 9101), bounded)
     (port, site, _backlog, host), (port2, _, _, host2) = reactor.tcpServers
     assert (port, host, port2, host2) == (9100, "", 9101, "127.0.0.1")
     assert isinstance(site, Site) and site.resource is resource
