@@ -7,6 +7,7 @@ built-in demo; ``opengslb agent`` runs the backend agent.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import List, Optional
 
@@ -24,10 +25,29 @@ def main(argv: Optional[List[str]] = None) -> None:
         args = ["--demo"] + args[1:]
         print("opengslb demo: DNS on 127.0.0.1:1053, backends on 127.0.0.11-13:8081\n"
               "  try: dig @127.0.0.1 -p 1053 app.demo.test +short", flush=True)
+    _find_plugin()
     from twisted.scripts.twistd import run
 
     sys.argv = ["opengslb", "--nodaemon", "--pidfile=", "opengslb", *args]
     run()
+
+
+def _find_plugin() -> None:
+    """Let twistd find ``twisted/plugins/opengslb_plugin.py`` beside the package.
+
+    A normal install puts the plugin into Twisted's own plugin directory; an
+    editable install leaves it in the source tree, which plugin discovery
+    (a directory listing of ``twisted.plugins.__path__``) sees only when the
+    tree is the working directory.
+    """
+    import twisted.plugins
+
+    import opengslb
+
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(opengslb.__file__))),
+                        "twisted", "plugins")
+    if os.path.isfile(os.path.join(here, "opengslb_plugin.py")) and here not in twisted.plugins.__path__:
+        twisted.plugins.__path__.append(here)
 
 
 if __name__ == "__main__":

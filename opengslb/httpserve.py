@@ -5,7 +5,11 @@ Every HTTP listener of the process is bounded the same way (DESIGN.md 14):
 * **connections** — at most ``max_connections`` open, and at most
   ``max_connections_per_source`` from one peer address; a connection over
   either cap is closed as it is accepted, before anything is read
-  (:class:`opengslb.limits.ConnectionLimiter`);
+  (:class:`opengslb.limits.ConnectionLimiter`).  New connections are
+  accepted at most ``max_connection_rate`` a second (the same number as a
+  burst) and at most :data:`ACCEPTS_PER_TURN` per reactor turn; past that
+  the listener stops accepting for a moment and they wait in the kernel's
+  backlog, so a flood costs DNS answering a bounded share of the reactor;
 * **time** — a request's line, headers and body must all arrive within
   ``request_timeout`` of its first byte (of the connection, for the first
   request; of the previous response, on a kept-alive connection).  It is a
@@ -31,18 +35,24 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.web.http import HTTPChannel, datetimeToString
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from opengslb.config.model import ListenAddress
-from opengslb.limits import ConnectionLimiter
+from opengslb.limits import AcceptRate, ConnectionLimiter
 
 #: Seconds the rest of a refused request is read and dropped before the socket closes.
 LINGER_SECONDS = 1.0
 #: Bytes of a refused request read and dropped before the socket closes anyway.
 LINGER_BYTES = 256 * 1024
+#: Connections a listener accepts per reactor turn (the rest wait in the backlog).
+ACCEPTS_PER_TURN = 16
+#: Listen backlog of every TCP listener (nginx's default).
+BACKLOG = 511
 
 _REASONS = {400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 405: b"Method Not Allowed",
             408: b"Request Timeout", 413: b"Content Too Large", 501: b"Not Implemented"}
@@ -56,6 +66,7 @@ class ListenerLimits:
     max_connections_per_source: int = 32
     request_timeout: float = 10.0
     max_body_bytes: int = 64 * 1024
+    max_connection_rate: float = 500.0  # new connections per second (and the burst)
 
 
 @dataclass(frozen=True)
@@ -155,7 +166,11 @@ class BoundedChannel(HTTPChannel):
         if self.length is not None and self.length > limit:
             self._refuse(Refusal(413, f"the request body is larger than {limit} bytes"))
             return
-        refusal = self.site.gate(self.requests[-1])
+        request = self.requests[-1]
+        # What Request.requestReceived sets once the body is in; the gate needs it now.
+        request.method, request.uri, request.clientproto = self._command, self._path, self._version
+        request.path = self._path.split(b"?", 1)[0]
+        refusal = self.site.gate(request)
         if refusal is not None:
             self._refuse(refusal)
 
@@ -226,9 +241,15 @@ class BoundedSite(Site):
         self.gate = gate
         self.limiter = ConnectionLimiter(
             name, lambda: (limits().max_connections, limits().max_connections_per_source), reactor)
+        self.rate = AcceptRate(lambda: limits().max_connection_rate, reactor)
+        self.port: Optional[Any] = None  # set by listen_http: paused when the rate is spent
+        self._resume: Optional[IDelayedCall] = None
 
     def buildProtocol(self, addr: Any) -> Optional[BoundedChannel]:  # type: ignore[override]
         source = str(getattr(addr, "host", ""))
+        if not self.rate.take():
+            self._pause_accepting()
+            return None
         if not self.limiter.acquire(source):
             return None  # the port closes the socket unread
         channel: BoundedChannel = super().buildProtocol(addr)
@@ -236,8 +257,52 @@ class BoundedSite(Site):
         channel.timeOut = None  # the request deadline replaces the idle timer
         return channel
 
+    def _pause_accepting(self) -> None:
+        """Leave new connections in the backlog until the rate allows one more."""
+        if self.port is None or (self._resume is not None and self._resume.active()):
+            return
+        self.port.stopReading()
+        self._resume = self.reactor.callLater(self.rate.wait(), self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._resume = None
+        if self.port is not None and self.port.connected:
+            self.port.startReading()
+
+    def stopFactory(self) -> None:
+        if self._resume is not None and self._resume.active():
+            self._resume.cancel()
+        super().stopFactory()
+
     def log(self, request: Request) -> None:  # type: ignore[override]
         pass
+
+
+class FairPort(tcp.Port):
+    """A TCP port that accepts at most :data:`ACCEPTS_PER_TURN` connections per reactor turn.
+
+    Twisted's own port grows its batch with the load (100, 120, ...); under a
+    connection flood one batch then takes milliseconds of a reactor turn that
+    DNS queries wait behind.  The rest stay in the kernel's backlog.
+    """
+
+    @property  # type: ignore[override]
+    def numberAccepts(self) -> int:
+        return ACCEPTS_PER_TURN
+
+    @numberAccepts.setter
+    def numberAccepts(self, value: int) -> None:
+        pass
+
+
+def listen_fair(reactor: Any, port: int, factory: Any, interface: str) -> IListeningPort:
+    """``reactor.listenTCP`` with a :class:`FairPort` and a :data:`BACKLOG`-deep backlog
+    (a memory reactor in tests gets a plain ``listenTCP``)."""
+    if not isinstance(reactor, PosixReactorBase):
+        return reactor.listenTCP(port, factory, backlog=BACKLOG, interface=interface)  # type: ignore[no-any-return]
+    listening = FairPort(port, factory, BACKLOG, interface, reactor)
+    listening.startListening()
+    return listening
 
 
 def listen_http(reactor: IReactorTCP, address: ListenAddress, site: BoundedSite) -> IListeningPort:
@@ -245,4 +310,5 @@ def listen_http(reactor: IReactorTCP, address: ListenAddress, site: BoundedSite)
 
     Raises ``twisted.internet.error.CannotListenError`` when the port cannot be bound.
     """
-    return reactor.listenTCP(address.port, site, interface=address.host)  # type: ignore[arg-type]
+    site.port = listen_fair(reactor, address.port, site, address.host)
+    return site.port

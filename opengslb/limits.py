@@ -105,3 +105,45 @@ def raise_fd_limit() -> Tuple[int, int]:
     except (ValueError, OSError):
         return (soft, soft)
     return (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+class AcceptRate:
+    """A token bucket of new connections per second for one listener.
+
+    Holds up to ``rate()`` tokens (the burst) and refills at ``rate()`` per
+    second.  :meth:`take` spends one; when none is left the listener stops
+    accepting until :meth:`wait` seconds have passed, so the connections wait
+    in the kernel's backlog (like HAProxy's ``rate-limit sessions``) instead
+    of costing the reactor time that DNS needs.
+    """
+
+    def __init__(self, rate: Callable[[], float], clock: object) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._tokens: Optional[float] = None
+        self._at = 0.0
+
+    def _refill(self) -> float:
+        rate = self._rate()
+        now = self._clock.seconds()  # type: ignore[attr-defined]
+        if self._tokens is None:
+            self._tokens = rate
+        else:
+            self._tokens = min(rate, self._tokens + (now - self._at) * rate)
+        self._at = now
+        return rate
+
+    def take(self) -> bool:
+        """Spend a token for one new connection; False when the bucket is empty."""
+        self._refill()
+        assert self._tokens is not None
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def wait(self) -> float:
+        """Seconds until the next token."""
+        rate = self._refill()
+        assert self._tokens is not None
+        return max(0.0, (1.0 - self._tokens) / rate)

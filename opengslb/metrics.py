@@ -268,7 +268,7 @@ def metrics_gate(settings: Callable[[], MetricsConfig]) -> Gate:
 def metrics_limits(settings: MetricsConfig) -> ListenerLimits:
     """The bounds of the metrics listener (bodies are never read: 1 KiB)."""
     return ListenerLimits(settings.max_connections, settings.max_connections_per_source,
-                          settings.request_timeout, 1024)
+                          settings.request_timeout, 1024, settings.max_connection_rate)
 
 
 class _IndexPage(Resource):

@@ -42,6 +42,7 @@ from klein.resource import KleinResource
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
 from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
@@ -154,7 +155,8 @@ def _route(app: Klein, path: str, method: str = "GET",
 def api_limits(settings: APIConfig) -> ListenerLimits:
     """The bounds of the API listener, from the ``api`` settings."""
     return ListenerLimits(settings.max_connections, settings.max_connections_per_source,
-                          settings.request_timeout, settings.max_body_bytes)
+                          settings.request_timeout, settings.max_body_bytes,
+                          settings.max_connection_rate)
 
 
 def _shielded(d: "Deferred[Any]") -> "Deferred[Any]":
@@ -212,9 +214,9 @@ class GslbAPI:
         self._clock = clock
         self.runtime = runtime
 
-    def resource(self) -> KleinResource:
+    def resource(self) -> Resource:
         """The Twisted Web resource to serve at the root of the API listener."""
-        return self.app.resource()
+        return _TextURLs(self.app.resource(), self)
 
     # -- the gate ------------------------------------------------------------
 
@@ -711,6 +713,28 @@ def parse_json_object(raw: bytes) -> Dict[str, Any]:
     if _depth(body) > MAX_JSON_DEPTH:
         raise APIError(400, f"the request body is nested more than {MAX_JSON_DEPTH} levels deep")
     return body
+
+
+class _TextURLs(Resource):
+    """Answers a request whose path or Host is not UTF-8 with a JSON 400, not Klein's
+    text reply and logged traceback (after the gate, like every other error)."""
+
+    isLeaf = True
+
+    def __init__(self, inner: KleinResource, api: GslbAPI) -> None:
+        super().__init__()
+        self._inner = inner
+        self._api = api
+
+    def render(self, request: Request) -> Any:
+        try:
+            b"/".join(request.postpath or []).decode("utf-8")
+            (request.getHeader(b"host") or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            error = self._api._gate_error(request, self._api._settings()) or APIError(
+                400, "the request path (after %-decoding) or Host header is not UTF-8")
+            return _write(request, error.reply)
+        return self._inner.render(request)
 
 
 def _routing_error(request: Request, error: HTTPException) -> APIError:

@@ -28,20 +28,34 @@ class MembershipError(Exception):
 
 
 def config_hash(config: Config) -> str:
-    """SHA-256 of the configuration with node-specific settings blanked.
+    """SHA-256 (hex) of what cluster members must agree on; never of a secret.
 
     Members share one file apart from their own addresses, name and data
     directory, so those (and the source path) are left out; any other
-    difference is a drift.
+    difference is a drift.  The secrets are left out too: every API token
+    field (``api.tokens`` and any other ``*token*`` field of ``api``) and
+    ``cluster.gossip.encryption_key``.  The hash is published (the
+    ``opengslb_config_info`` metric, ``/api/v1/cluster/status``); an unsalted
+    hash over a token would let anyone who reads it test guessed tokens
+    offline.  Changing only a token or only the key therefore leaves the
+    hash as it was (a member with a different key cannot join anyway).
     """
+    return hashlib.sha256(hashed_text(config).encode()).hexdigest()
+
+
+def hashed_text(config: Config) -> str:
+    """The text :func:`config_hash` digests: ``config`` with node-specific settings and secrets blanked."""
+    raft = dataclasses.replace(config.cluster.raft, data_dir="")
+    gossip = dataclasses.replace(config.cluster.gossip, encryption_key="")
     cluster = dataclasses.replace(config.cluster, node_name="", advertise_address="", bootstrap=False,
-                                  join=(), bind_address=ListenAddress("", 0),
-                                  raft=dataclasses.replace(config.cluster.raft, data_dir=""))
+                                  join=(), bind_address=ListenAddress("", 0), raft=raft, gossip=gossip)
     dns = dataclasses.replace(config.dns, listen_address=ListenAddress("", 0))
-    api = dataclasses.replace(config.api, address=ListenAddress("", 0))
+    tokens = {f.name: type(getattr(config.api, f.name))()  # (), "" or {}: the empty value of its type
+              for f in dataclasses.fields(config.api) if "token" in f.name}
+    api = dataclasses.replace(config.api, address=ListenAddress("", 0), **tokens)
     metrics = dataclasses.replace(config.metrics, address=ListenAddress("", 0))
     neutral = dataclasses.replace(config, cluster=cluster, dns=dns, api=api, metrics=metrics, source="")
-    return hashlib.sha256(repr(neutral).encode()).hexdigest()
+    return repr(neutral)
 
 
 class StandaloneCluster:

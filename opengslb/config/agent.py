@@ -39,6 +39,8 @@ from urllib.parse import urlsplit
 
 from opengslb.config.durations import format_duration
 from opengslb.config.load import (
+    MAX_SIGNAL_WINDOW,
+    MIN_SIGNAL_WINDOW,
     ConfigError,
     KeyPath,
     Problem,
@@ -78,6 +80,12 @@ _ERROR_RATE_KEYS = ("threshold", "window")
 
 #: The agent's own check defaults (a check of the local service, more often than the cluster's).
 DEFAULT_CHECK = HealthCheckConfig(interval=5.0, timeout=2.0)
+
+#: Bounds (seconds) of the agent's durations.  A service's ttl is at most the
+#: API's limit for registrations (7 days): a longer one would be refused at
+#: every heartbeat, so it is refused here, when the file is read.
+MIN_HEARTBEAT_INTERVAL, MAX_HEARTBEAT_INTERVAL = 0.1, 3600.0
+MIN_SERVICE_TTL, MAX_SERVICE_TTL = 1.0, 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -164,7 +172,8 @@ class _AgentChecker(_Checker):
             return None
         top = self.section(data, (), _TOP_KEYS) or {}
         api = self.api_section(top, ("api",))
-        heartbeat = self.duration(top, "heartbeat_interval", (), 5.0)
+        heartbeat = self.duration(top, "heartbeat_interval", (), 5.0, low=MIN_HEARTBEAT_INTERVAL,
+                                  high=MAX_HEARTBEAT_INTERVAL)
         services = self.services(top, ("services",), heartbeat)
         return AgentConfig(
             api=api,
@@ -225,12 +234,12 @@ class _AgentChecker(_Checker):
             if "port" not in m:
                 self.add(spath + ("port",), "missing (required)")
             before = len(self.issues)
-            ttl = self.duration(m, "ttl", spath, 30.0)
+            ttl = self.duration(m, "ttl", spath, 30.0, high=MAX_SERVICE_TTL)
             if len(self.issues) == before and ttl < 2 * heartbeat:
                 self.add(spath + ("ttl",),
                          f"must be at least twice heartbeat_interval ({format_duration(ttl)} < 2 x "
                          f"{format_duration(heartbeat)}), or one late heartbeat expires the service")
-            elif len(self.issues) == before and ttl < 1.0:
+            elif len(self.issues) == before and ttl < MIN_SERVICE_TTL:
                 self.add(spath + ("ttl",), f"must be at least 1s (got {format_duration(ttl)})")
             check = self.check(m.get("check"), spath + ("check",)) if m.get("check") is not None else None
             key = (region, address, port)
@@ -263,7 +272,8 @@ class _AgentChecker(_Checker):
             cpu=self.field(cpu, "threshold", path + ("cpu",), d.cpu, _as_percent),
             memory=self.field(memory, "threshold", path + ("memory",), d.memory, _as_percent),
             error_rate=self.field(errors, "threshold", path + ("error_rate",), d.error_rate, _as_percent),
-            error_rate_window=self.duration(errors, "window", path + ("error_rate",), d.error_rate_window),
+            error_rate_window=self.duration(errors, "window", path + ("error_rate",), d.error_rate_window,
+                                            low=MIN_SIGNAL_WINDOW, high=MAX_SIGNAL_WINDOW),
         )
 
 

@@ -54,30 +54,36 @@ _DURATION = re.compile(rf"(?:{_PART.pattern})+")
 _EXAMPLES = "e.g. '500ms', '30s', '5m', '1h', '1m30s'"
 
 
-def parse_duration(value: Union[str, int], *, allow_int: bool = True) -> float:
+def parse_duration(value: Union[str, int], *, allow_int: bool = True,
+                   maximum: float = MAX_DURATION) -> float:
     """Return ``value`` as a number of seconds.
 
     :param value: a Go-style duration string, or (when ``allow_int``) a
         non-negative ``int`` counting seconds.  ``bool`` is never accepted,
         although Python counts it as an ``int``.
     :param allow_int: whether a plain integer is accepted.
+    :param maximum: the longest duration accepted, in seconds; never more
+        than :data:`MAX_DURATION`, whatever is passed.
     :returns: the duration in seconds, ``>= 0``.
     :raises ValueError: with a message fit to show an operator, for any
         other type, an empty string, a negative value, a number without a
         unit (``"30"``), an unknown unit (``"30sec"``), text longer than
-        :data:`MAX_DURATION_TEXT` characters, or a value above
-        :data:`MAX_DURATION`.  Never any other exception, whatever the
+        :data:`MAX_DURATION_TEXT` characters, or a value above ``maximum``
+        (checked before any float conversion).  Never any other exception, whatever the
         ``str`` or ``int`` (the API hands it request values as they come).
     """
     if isinstance(value, bool):
         raise ValueError(f"expected a duration ({_EXAMPLES}), not a boolean")
+    limit_ns = _MAX_NS
+    if maximum < MAX_DURATION:  # NaN compares False and keeps Go's limit
+        limit_ns = int(maximum * 1_000_000_000) if maximum > 0 else 0
     if isinstance(value, int):
         if not allow_int:
-            raise ValueError(f"a duration needs a unit: write '{_shown_int(value)}s'")
+            raise ValueError(f"a duration needs a unit: write '{_shown_int(value)}'")
         if value < 0:
             raise ValueError(f"a duration must not be negative (got {_shown_int(value)})")
-        if value > _MAX_NS // 1_000_000_000:  # compared as integers: float() could overflow
-            raise ValueError(f"a duration must be {_LIMIT} (got {_shown_int(value)} seconds)")
+        if value * 1_000_000_000 > limit_ns:  # compared as integers: float() could overflow
+            raise ValueError(f"must be at most {_limit(limit_ns)} (got {_shown_int(value)})")
         return float(value)
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -107,12 +113,17 @@ def parse_duration(value: Union[str, int], *, allow_int: bool = True) -> float:
     total_ns = Fraction(0)
     for match in _PART.finditer(text):
         total_ns += Fraction(match.group(1)) * _NS_PER_UNIT[match.group(2)]
-    if total_ns > _MAX_NS:
-        raise ValueError(f"a duration must be {_LIMIT} (got {_shown(value)})")
-    return float(total_ns / 1_000_000_000)
+    if total_ns > limit_ns:
+        shown = format_duration(float(total_ns / 1_000_000_000)) if total_ns <= _MAX_NS else _shown(value)
+        raise ValueError(f"must be at most {_limit(limit_ns)} (got {shown})")
+    return min(float(total_ns / 1_000_000_000), maximum)  # min: no rounding past maximum
 
 
-_LIMIT = "at most 2562047h, about 292 years"
+def _limit(limit_ns: int) -> str:
+    """The largest duration accepted, as a message spells it."""
+    if limit_ns == _MAX_NS:
+        return "2562047h (about 292 years)"
+    return format_duration(limit_ns / 1_000_000_000)
 
 
 def _shown(text: str) -> str:
@@ -121,16 +132,16 @@ def _shown(text: str) -> str:
 
 
 def _shown_int(value: int) -> str:
-    """An integer for a message: its digits, or how many there are when there are many."""
+    """Integer seconds for a message: ``"30s"``, or how many digits there are when there are many."""
     if -10**20 < value < 10**20:
-        return str(value)
+        return f"{value}s"
     size = abs(value)
     digits = max(1, size.bit_length() * 30103 // 100000)  # log10(2) ~ 0.30103: a close guess
     while 10**digits <= size:
         digits += 1
     while digits > 1 and 10 ** (digits - 1) > size:
         digits -= 1
-    return f"a {digits}-digit number"
+    return f"a {digits}-digit number of seconds"
 
 
 def _decimal(whole_and_fraction: int, scale: int) -> str:

@@ -436,11 +436,16 @@ def _split_host_port(text: str, shape: str) -> Tuple[str, str, bool]:
 
 
 def _port(text: str, whole: str) -> int:
+    """``text`` as a port 1-65535; ValueError naming ``whole`` (cut short when long) otherwise."""
+    shown = repr(whole) if len(whole) <= 60 else repr(whole[:57]) + "..."
     if not (text.isascii() and text.isdigit()):
-        raise ValueError(f"{whole!r}: port {text!r} is not a number")
+        raise ValueError(f"{shown}: port {text[:20]!r} is not a number")
+    digits = text.lstrip("0")
+    if len(digits) > 5:  # before int(): a 5,000-digit port must not cost a conversion
+        raise ValueError(f"{shown}: port {digits[:10]}... ({len(digits)} digits) is outside 1-65535")
     port = int(text)
     if not 1 <= port <= 65535:
-        raise ValueError(f"{whole!r}: port {port} is outside 1-65535")
+        raise ValueError(f"{shown}: port {port} is outside 1-65535")
     return port
 
 
@@ -548,12 +553,14 @@ MIN_EXTERNAL_CHECK_INTERVAL, MAX_EXTERNAL_CHECK_INTERVAL = 0.1, _DAY
 MAX_CLUSTER_MEMBERS = 7
 KEYGEN_HINT = "make one with: head -c 32 /dev/urandom | base64"
 
-_DNS_KEYS = ("listen_address", "default_ttl", "return_last_healthy", "zones")
+_DNS_KEYS = ("listen_address", "default_ttl", "return_last_healthy", "zones", "nsid",
+             "tcp_max_connections", "tcp_max_connections_per_source")
 _ZONE_KEYS = ("name", "nameservers", "soa")
 _NAMESERVER_KEYS = ("name", "address")
 _SOA_KEYS = ("mname", "rname", "refresh", "retry", "expire", "minimum")
 _LOGGING_KEYS = ("level", "format")
-_LISTENER_KEYS = ("max_connections", "max_connections_per_source", "request_timeout")
+_LISTENER_KEYS = ("max_connections", "max_connections_per_source", "max_connection_rate",
+                  "request_timeout")
 _METRICS_KEYS = ("enabled", "address", "allowed_networks") + _LISTENER_KEYS
 _API_KEYS = (
     "enabled",
@@ -803,6 +810,12 @@ class _Checker:
             default_ttl=self.integer(m, "default_ttl", path, d.default_ttl, 0, MAX_TTL),
             return_last_healthy=self.boolean(m, "return_last_healthy", path, False),
             zones=self.zones(m.get("zones"), path + ("zones",)),
+            nsid=self.field(m, "nsid", path, d.nsid, _as_nsid),
+            tcp_max_connections=self.integer(m, "tcp_max_connections", path, d.tcp_max_connections,
+                                             1, MAX_TCP_CONNECTIONS),
+            tcp_max_connections_per_source=self.integer(
+                m, "tcp_max_connections_per_source", path, d.tcp_max_connections_per_source,
+                1, MAX_TCP_CONNECTIONS),
         )
 
     def zones(self, value: Any, path: KeyPath) -> Tuple[ZoneConfig, ...]:
@@ -882,6 +895,8 @@ class _Checker:
             max_connections_per_source=self.integer(m, "max_connections_per_source", path,
                                                     d.max_connections_per_source, 1,
                                                     MAX_LISTENER_CONNECTIONS),
+            max_connection_rate=self.integer(m, "max_connection_rate", path, d.max_connection_rate,
+                                             1, MAX_LISTENER_CONNECTIONS),
             request_timeout=self.bounded_duration(m, "request_timeout", path, d.request_timeout,
                                                   MAX_REQUEST_TIMEOUT),
         )
@@ -905,6 +920,8 @@ class _Checker:
             max_connections_per_source=self.integer(m, "max_connections_per_source", path,
                                                     d.max_connections_per_source, 1,
                                                     MAX_LISTENER_CONNECTIONS),
+            max_connection_rate=self.integer(m, "max_connection_rate", path, d.max_connection_rate,
+                                             1, MAX_LISTENER_CONNECTIONS),
             request_timeout=self.bounded_duration(m, "request_timeout", path, d.request_timeout,
                                                   MAX_REQUEST_TIMEOUT),
             max_body_bytes=self.integer(m, "max_body_bytes", path, d.max_body_bytes, 1024,
@@ -1204,6 +1221,20 @@ def _as_string(value: Any) -> str:
     return str(value)
 
 
+MAX_NSID_OCTETS = 128
+MAX_TCP_CONNECTIONS = 65535
+
+
+def _as_nsid(value: Any) -> str:
+    """dns.nsid: printable text of at most 128 UTF-8 octets ("" turns NSID off)."""
+    text = _as_string(value)
+    if len(text.encode("utf-8")) > MAX_NSID_OCTETS:
+        raise ValueError(f"must be at most {MAX_NSID_OCTETS} octets (UTF-8)")
+    if not text.isprintable():
+        raise ValueError("must be printable text")
+    return text
+
+
 def _as_nonempty_string(value: Any) -> str:
     text = _as_string(value)
     if not text.strip():
@@ -1251,9 +1282,9 @@ def _as_duration(value: Any, low: float, high: float) -> float:
     """
     if value is None or isinstance(value, (list, dict)):
         raise ValueError(f"must be a duration such as '30s', not {_kind(value)}")
-    seconds = parse_duration(value)
+    seconds = parse_duration(value, maximum=high)
     if seconds <= 0:
-        raise ValueError(f"must be longer than 0s (got {format_duration(seconds)})")
+        raise ValueError(f"must be longer than 0s (got {value!r})")  # short: it parsed
     if seconds < low:
         raise ValueError(f"must be at least {format_duration(low)} (got {format_duration(seconds)})")
     if seconds > high:

@@ -62,6 +62,9 @@ class DNSConfig:
     default_ttl: int = 60
     return_last_healthy: bool = False
     zones: Tuple[ZoneConfig, ...] = ()
+    nsid: str = ""  # RFC 5001 name server identifier; "" = off
+    tcp_max_connections: int = 256  # DNS over TCP connections per listener
+    tcp_max_connections_per_source: int = 32  # ... and per client address
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class MetricsConfig:
     allowed_networks: Tuple[IPNetwork, ...] = field(default_factory=lambda: _loopback_networks())
     max_connections: int = 64
     max_connections_per_source: int = 16
+    max_connection_rate: int = 50  # new connections per second
     request_timeout: float = 10.0
 
 
@@ -95,6 +99,7 @@ class APIConfig:
     drain_tokens: Tuple[str, ...] = ()  # scope "drain": overrides and service registrations
     max_connections: int = 128
     max_connections_per_source: int = 32
+    max_connection_rate: int = 500  # new connections per second
     request_timeout: float = 10.0
     max_body_bytes: int = 65536
 

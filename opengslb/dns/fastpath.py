@@ -2,22 +2,35 @@
 
 Most queries an authoritative GSLB receives have the same shape: one
 question, class IN, type A or AAAA, for a configured name, with or without a
-plain EDNS0 OPT record.  For those, :class:`FastPath` skips the twisted.names
-parse and encode.  Whenever the answering view changes it prepares, per
+plain EDNS0 OPT record.  For those, :class:`FastPath` skips the general
+reader and encoder.  Whenever the answering view changes it prepares, per
 (name, type), the answer record of every candidate already encoded; a query
 then costs one ``bytes.find``, one dictionary lookup, the routing pick, two
 counter updates and one ``bytes.join``::
 
     response = ID | flags+counts | question (client's bytes) | answer RR | OPT
 
+It is the strict reader's fast case, not a way around it: a query is taken
+only when its bytes are exactly header counts qd=1/an=0/ns=0/ar=0|1, a
+prepared name's labels (ASCII case folded), type and class, then either the
+end of the message or one root-owned OPT record (version 0, DO set or not,
+options exactly filling its RDATA) ending the message.  Every such message
+is well formed under :func:`opengslb.dns.wire.read_message` — prepared names
+are valid label sequences, so the comparison also checks label lengths,
+the name's length and the absence of compression — and a property test
+checks that the two agree.  A label holding a ``.`` octet can never match a
+prepared name, whose labels are compared byte for byte.
+
 EDNS options are ignored, as the full path ignores them (so queries carrying
-a client cookie, as dig and BIND send by default, are answered here too).
-Anything else — other opcodes, several questions, other classes or types,
-EDNS version > 0 or the DO bit, unknown names, NODATA, every server down — makes
-:meth:`FastPath.respond` return ``None`` and the caller uses the full path
-(:class:`opengslb.dns.server.DNSResponder`), so DNS semantics live in one
-place.  For every query it answers, the fast path produces the bytes the full
-path produces for the same routing choice, and counts it the same way.
+a client cookie, as dig and BIND send by default, are answered here too),
+except NSID (RFC 5001), echoed when ``dns.nsid`` is set.  The DO bit is
+copied into the reply's OPT (RFC 3225).  Anything else — other opcodes,
+several questions, other classes or types, EDNS version > 0, unknown names,
+NODATA, every server down — makes :meth:`FastPath.respond` return ``None``
+and the caller uses the full path (:class:`opengslb.dns.server.DNSResponder`),
+so DNS semantics live in one place.  For every query it answers, the fast
+path produces the bytes the full path produces for the same routing choice,
+and counts it the same way.
 """
 
 from __future__ import annotations
@@ -26,8 +39,10 @@ import socket
 import struct
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from opengslb.dns.server import ADVERTISED_UDP_SIZE, QueryStats
+from opengslb.dns.reply import opt_record
+from opengslb.dns.server import QueryStats
 from opengslb.dns.view import AAAA, A, AnsweringView, DomainView
+from opengslb.dns.wire import OPTION_NSID
 from opengslb.routing import Candidate
 
 __all__ = ["FastPath", "answer_record", "wire_name"]
@@ -38,17 +53,18 @@ _TYPES = ((4, A, "A"), (6, AAAA, "AAAA"))
 _COUNTS_PLAIN = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 # A plain OPT record in a query: root owner, type 41, any class (the client's
-# UDP size), then TTL 0 (ext-rcode 0, version 0, no DO) and rdlength 0.
+# UDP size), then TTL 0 (ext-rcode 0, version 0, DO clear) or with DO set, and rdlength 0.
 _OPT_START = b"\x00\x00\x29"
 _OPT_END = b"\x00\x00\x00\x00\x00\x00"
-_OPT_TTL = b"\x00\x00\x00\x00"  # extended rcode 0, version 0, DO and Z bits clear
+_OPT_END_DO = b"\x00\x00\x80\x00\x00\x00"
+_OPT_TTLS = (b"\x00\x00\x00\x00", b"\x00\x00\x80\x00")  # [DO]: extended rcode 0, version 0, Z clear
 
 # Response flags: QR=1, opcode QUERY, AA=1, TC=0, RD copied (index), RA=0,
 # Z/AD/CD=0, rcode NOERROR.  Then qd=1, an=1, ns=0 and ar=0|1.
 _FLAGS = (b"\x84\x00", b"\x85\x00")
 _ANSWER_COUNTS = (b"\x00\x01\x00\x01\x00\x00\x00\x00", b"\x00\x01\x00\x01\x00\x00\x00\x01")
-# Our OPT echo: root owner, type 41, class = advertised UDP size, TTL 0, rdlength 0.
-_OPT_ECHOES = (b"", _OPT_START + struct.pack("!H", ADVERTISED_UDP_SIZE) + b"\x00" * 6)
+# Our OPT echo (the full path's, see opengslb.dns.reply): indexed by the query's DO bit.
+_OPT_ECHOES = (opt_record(0, False), opt_record(0, True))
 
 _MAX_NAME = 255
 
@@ -166,26 +182,31 @@ def signature_of(domain: DomainView) -> Signature:
             tuple([(c.address, c.port, c.order) for c in domain.candidates]))
 
 
-def options_well_formed(data: bytes, start: int) -> bool:
-    """True when ``data[start:]`` is an OPT record's RDLENGTH and RDATA, and nothing more:
+def scan_options(data: bytes, start: int) -> int:
+    """Check that ``data[start:]`` is an OPT record's RDLENGTH and RDATA, and nothing more:
     a sequence of (code, length, value) options that exactly fills RDLENGTH.
 
-    Options are not interpreted: like the full path (which ignores EDNS
-    options it does not implement, as RFC 6891 asks), the answer carries
-    none.  So a query with a client cookie (RFC 7873, sent by dig and BIND by
-    default) or any other option is answered here too.
+    Returns -1 when it is not, 1 when the options include NSID (RFC 5001),
+    else 0.  Options are not interpreted otherwise: like the full path
+    (which ignores EDNS options it does not implement, as RFC 6891 asks),
+    the answer carries none but NSID.  So a query with a client cookie
+    (RFC 7873, sent by dig and BIND by default) or any other option is
+    answered here too.
     """
     size = len(data)
     if size < start + 2:
-        return False
+        return -1
     position = start + 2
     if position + (data[start] << 8 | data[start + 1]) != size:
-        return False
+        return -1
+    nsid = 0
     while position < size:
         if position + 4 > size:
-            return False
+            return -1
+        if data[position] == 0 and data[position + 1] == OPTION_NSID:
+            nsid = 1
         position += 4 + (data[position + 2] << 8 | data[position + 3])
-    return position == size
+    return nsid if position == size else -1
 
 
 class FastPath:
@@ -204,6 +225,7 @@ class FastPath:
         self._routing = stats.routing
         self._domains: Dict[str, _Domain] = {}
         self._table: Dict[bytes, _Entry] = {}
+        self._nsid_echoes: Optional[Tuple[bytes, bytes]] = None  # [DO] with our NSID; None: off
         if view is not None:
             self.rebuild(view)
 
@@ -226,6 +248,9 @@ class FastPath:
         were re-encoded are touched, so a rebuild costs little more than one
         pass over the domains even with tens of thousands of them.
         """
+        nsid = view.config.dns.nsid.encode("utf-8")
+        self._nsid_echoes = ((opt_record(0, False, ((OPTION_NSID, nsid),)),
+                              opt_record(0, True, ((OPTION_NSID, nsid),))) if nsid else None)
         previous = self._domains
         domains: Dict[str, _Domain] = {}
         fresh: List[_Domain] = []
@@ -256,11 +281,12 @@ class FastPath:
 
         Answers only a query with QR=0, opcode QUERY, qd=1, an=ns=0, ar=0 or 1,
         one question (no compression) for a prepared name with type A/AAAA and
-        class IN, optionally followed by an OPT record (version 0, no DO, any
-        well-formed options, which are ignored) and nothing else, when the
-        routing algorithm has a healthy choice.  ``udp`` is accepted for symmetry with the full path: these
-        responses (at most 310 bytes) always fit the 512-byte UDP minimum.
-        Never raises on malformed input.
+        class IN, optionally followed by an OPT record (version 0, DO set or
+        not, any well-formed options, ignored but NSID) and nothing else, when
+        the routing algorithm has a healthy choice.  ``udp`` is accepted for
+        symmetry with the full path: these responses (at most 310 bytes plus
+        an NSID of at most 128) always fit the 512-byte UDP minimum.  Never
+        raises on malformed input.
         """
         # The first zero byte after the header ends the question name.  The
         # key is the header counts plus name, type and class, lower-cased.  If
@@ -273,15 +299,31 @@ class FastPath:
         entry = self._table.get(data[4:end].lower())
         if entry is None or data[2] & 0xF8:  # unknown name/type/counts, QR set, opcode != 0
             return None
-        has_opt = data[11]
-        if has_opt:
+        if data[11]:
             if data[end:end + 3] != _OPT_START:
                 return None
-            if data[end + 5:] != _OPT_END and (  # not a plain OPT: options after TTL 0?
-                    data[end + 5:end + 9] != _OPT_TTL or not options_well_formed(data, end + 9)):
-                return None
+            tail = data[end + 5:]
+            if tail == _OPT_END:
+                echo = _OPT_ECHOES[0]
+            elif tail == _OPT_END_DO:
+                echo = _OPT_ECHOES[1]
+            else:  # options after the TTL (or not a TTL we take)
+                ttl = tail[:4]
+                if ttl == _OPT_TTLS[0]:
+                    dnssec_ok = 0
+                elif ttl == _OPT_TTLS[1]:
+                    dnssec_ok = 1
+                else:
+                    return None
+                found = scan_options(data, end + 9)
+                if found < 0:
+                    return None
+                nsid = self._nsid_echoes
+                echo = nsid[dnssec_ok] if found and nsid is not None else _OPT_ECHOES[dnssec_ok]
         elif len(data) != end:
             return None
+        else:
+            echo = b""
         chosen = entry.pick()
         if chosen is None:
             return None  # SERVFAIL or a stale answer: the full path decides
@@ -292,5 +334,5 @@ class FastPath:
         queries, routing, query_key = self._queries, self._routing, entry.query_key
         queries[query_key] = queries.get(query_key, 0) + 1
         routing[routing_key] = routing.get(routing_key, 0) + 1
-        return b"".join((data[:2], _FLAGS[data[2] & 1], _ANSWER_COUNTS[has_opt], data[12:end],
-                         record, _OPT_ECHOES[has_opt]))
+        return b"".join((data[:2], _FLAGS[data[2] & 1], _ANSWER_COUNTS[data[11]], data[12:end],
+                         record, echo))

@@ -1,26 +1,30 @@
 """Relaying a follower's queries to the cluster leader (``follower_queries: forward``).
 
-The relayed query carries a private EDNS option so the receiving node never
+The relayed query is the client's question, byte for byte, with a fresh ID
+and an OPT record carrying a private EDNS option, so the receiving node never
 relays it again (a node that is not serving answers such a query SERVFAIL).
-The reply goes back to the client with the client's ID, and without an OPT
-record when the client sent none.  No reply within the timeout → SERVFAIL.
+The leader's reply is read with the strict wire reader and goes back to the
+client with the client's ID, and without an OPT record when the client sent
+none.  No reply within the timeout, or a reply that is malformed or answers
+another question → SERVFAIL.
 """
 
 from __future__ import annotations
 
 import random
+import struct
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.names import dns
 
-from opengslb.dns.resolver import Answer
+from opengslb.dns.reply import FORWARDED_OPTION, encode_reply, opt_record
+from opengslb.dns.wire import Message, read_message
 
 log = Logger(namespace="opengslb.dns.forward")
 
 FORWARD_TIMEOUT = 1.0
-ADVERTISED_UDP_SIZE = 1232
 
 LeaderAddress = Callable[[], Optional[Tuple[str, int]]]
 
@@ -39,7 +43,7 @@ class Forwarder(protocol.DatagramProtocol):
         self._leader_address = leader_address
         self._rng = rng or random.SystemRandom()
         self._timeout = timeout
-        self._pending: Dict[int, Tuple[defer.Deferred, dns._EDNSMessage, Optional[int]]] = {}
+        self._pending: Dict[int, Tuple[defer.Deferred, Message, Optional[int]]] = {}
         self._port: Any = None
 
     def start(self, interface: str = "") -> None:
@@ -55,29 +59,30 @@ class Forwarder(protocol.DatagramProtocol):
                 d.callback(None)
         self._pending.clear()
 
-    def forward(self, request: dns._EDNSMessage, limit: Optional[int]) -> "defer.Deferred[Optional[bytes]]":
-        """Relay ``request``; fires with the reply bytes for the client."""
-        from opengslb.dns.server import FORWARDED_OPTION, encode_response  # server imports us lazily too
-
+    def forward(self, request: Message, limit: Optional[int]) -> "defer.Deferred[Optional[bytes]]":
+        """Relay ``request`` (a well-formed query with one question); fires with the reply
+        bytes for the client, at most ``limit`` bytes (``None``: TCP)."""
         leader = self._leader_address()
-        if leader is None or self._port is None:
-            return defer.succeed(encode_response(request, Answer(dns.ESERVER, [], [], [], False), limit))
+        question = request.question
+        if leader is None or self._port is None or question is None:
+            return defer.succeed(encode_reply(request, dns.ESERVER, limit=limit))
         relay_id = self._rng.randrange(1 << 16)
         while relay_id in self._pending:
             relay_id = self._rng.randrange(1 << 16)
-        relayed = dns.Message(id=relay_id, opCode=request.opCode, recDes=request.recDes)
-        relayed.queries = list(request.queries)
-        relayed.additional = [dns._OPTHeader(  # type: ignore[list-item]
-            udpPayloadSize=limit or 65535, dnssecOK=request.dnssecOK,
-            options=[dns._OPTVariableOption(FORWARDED_OPTION, b"opengslb")])]
+        edns = request.edns
+        opt = bytearray(opt_record(0, edns is not None and edns.dnssec_ok,
+                                   ((FORWARDED_OPTION, b"opengslb"),)))
+        opt[3:5] = struct.pack("!H", limit or 65535)  # our UDP size: what the client can take
+        relayed = (struct.pack("!HHHHHH", relay_id, request.flags & 0x7900, 1, 0, 0, 1)
+                   + question.wire + bytes(opt))
         d: defer.Deferred[Optional[bytes]] = defer.Deferred()
         self._pending[relay_id] = (d, request, limit)
-        self.transport.write(relayed.toStr(), leader)  # type: ignore[union-attr]
+        self.transport.write(relayed, leader)  # type: ignore[union-attr]
 
         def expire() -> None:
             entry = self._pending.pop(relay_id, None)
             if entry is not None and not entry[0].called:
-                entry[0].callback(encode_response(request, Answer(dns.ESERVER, [], [], [], False), limit))
+                entry[0].callback(encode_reply(request, dns.ESERVER, limit=limit))
 
         self._reactor.callLater(self._timeout, expire)
         return d
@@ -90,16 +95,29 @@ class Forwarder(protocol.DatagramProtocol):
         if entry is None:
             return
         d, request, limit = entry
-        try:
-            reply = dns._EDNSMessage()
-            reply.fromStr(data)
-        except Exception:
-            log.warn("unparsable reply from the leader")
-            return
-        reply.id = request.id
-        if request.ednsVersion is None:
-            reply.ednsVersion = None
-        reply.maxSize = ADVERTISED_UDP_SIZE
-        wire = reply._toMessage()
-        wire.maxSize = 0
-        d.callback(wire.toStr())
+        d.callback(relay_reply(request, data, limit))
+
+
+def relay_reply(request: Message, data: bytes, limit: Optional[int]) -> bytes:
+    """The leader's reply ``data`` as the reply to the client's ``request``.
+
+    The ID becomes the client's; the OPT record is removed when the client
+    sent none (it is the last record in our replies).  SERVFAIL instead when
+    the reply is malformed, is not a response, answers another question, or
+    exceeds ``limit``.
+    """
+    reply = read_message(data)
+    question = request.question
+    if (reply is None or reply.error is not None or not reply.is_response or question is None
+            or reply.question is None or reply.question.wire != question.wire):
+        log.warn("unusable reply from the leader")
+        return encode_reply(request, dns.ESERVER, limit=limit)
+    wire = struct.pack("!H", request.id) + data[2:]
+    if request.edns is None and reply.opt_span is not None:
+        start, end = reply.opt_span
+        if end != len(data):
+            return encode_reply(request, dns.ESERVER, limit=limit)
+        wire = wire[:10] + struct.pack("!H", reply.arcount - 1) + wire[12:start]
+    if limit is not None and len(wire) > limit:
+        return encode_reply(request, dns.ESERVER, limit=limit)
+    return wire

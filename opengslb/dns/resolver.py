@@ -11,12 +11,14 @@ server module only deals with wire format and transports.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from twisted.internet import defer
 from twisted.names import common, dns, error
 
+from opengslb.dns.reply import WireName, record
 from opengslb.dns.view import FAMILY_OF_TYPE, AnsweringView, DomainView, ZoneView
+from opengslb.dns.wire import Question, name_from_text
 from opengslb.routing import Candidate
 
 OTHER_DOMAIN = "_other"  # metrics label for names that are not configured domains
@@ -45,13 +47,11 @@ def _refused() -> Answer:
     return Answer(dns.EREFUSED, [], [], [], authoritative=False)
 
 
-def soa_record(owner: bytes, zone: ZoneView, ttl: int) -> dns.RRHeader:
+def soa_record(owner: dns.Name, zone: ZoneView, ttl: int) -> dns.RRHeader:
     soa = zone.config.soa
-    return dns.RRHeader(
-        name=owner, type=dns.SOA, cls=dns.IN, ttl=ttl, auth=True,
-        payload=dns.Record_SOA(mname=soa.mname, rname=soa.rname, serial=serial_of(zone),
-                               refresh=soa.refresh, retry=soa.retry, expire=soa.expire,
-                               minimum=soa.minimum, ttl=ttl))
+    return record(owner, dns.SOA, ttl, dns.Record_SOA(
+        mname=soa.mname, rname=soa.rname, serial=serial_of(zone), refresh=soa.refresh,
+        retry=soa.retry, expire=soa.expire, minimum=soa.minimum, ttl=ttl))
 
 
 def serial_of(zone: ZoneView) -> int:
@@ -64,81 +64,109 @@ def serial_of(zone: ZoneView) -> int:
     return 1
 
 
-def address_record(owner: bytes, address: str, ttl: int) -> dns.RRHeader:
-    payload: Any
+def address_record(owner: dns.Name, address: str, ttl: int) -> dns.RRHeader:
     if ":" in address:
-        payload = dns.Record_AAAA(address, ttl=ttl)
-        rtype = dns.AAAA
-    else:
-        payload = dns.Record_A(address, ttl=ttl)
-        rtype = dns.A
-    return dns.RRHeader(name=owner, type=rtype, cls=dns.IN, ttl=ttl, auth=True, payload=payload)
+        return record(owner, dns.AAAA, ttl, dns.Record_AAAA(address, ttl=ttl))
+    return record(owner, dns.A, ttl, dns.Record_A(address, ttl=ttl))
 
 
 def _negative(rcode: int, zone: ZoneView, domain: Optional[DomainView] = None) -> Answer:
-    apex = zone.name.encode("ascii")
-    return Answer(rcode, [], [soa_record(apex, zone, zone.negative_ttl)], [],
+    return Answer(rcode, [], [soa_record(dns.Name(zone.name), zone, zone.negative_ttl)], [],
                   authoritative=True, domain=domain)
 
 
-def _nameserver_answer(owner: bytes, view: AnsweringView, zone: ZoneView
+def _nameserver_answer(owner: dns.Name, view: AnsweringView, zone: ZoneView
                        ) -> Tuple[List[dns.RRHeader], List[dns.RRHeader]]:
     ttl = zone.soa_ttl
-    answers = [dns.RRHeader(name=owner, type=dns.NS, cls=dns.IN, ttl=ttl, auth=True,
-                            payload=dns.Record_NS(ns.name, ttl=ttl))
+    answers = [record(owner, dns.NS, ttl, dns.Record_NS(ns.name, ttl=ttl))
                for ns in zone.config.nameservers]
-    additional = [address_record(ns.name.encode("ascii"), address, ttl)
+    additional = [address_record(dns.Name(ns.name), address, ttl)
                   for ns in zone.config.nameservers for address in view.glue.get(ns.name, ())]
     return answers, additional
 
 
 StaleHook = Callable[[DomainView, Candidate], None]
 
+ANY = 255  # QTYPE * (RFC 1035 §3.2.3); answered per RFC 8482
+RFC8482_HINFO = dns.Record_HINFO(cpu=b"RFC8482", os=b"")
 
-def answer(view: AnsweringView, qname: bytes, qtype: int, qclass: int = dns.IN,
-           on_stale: Optional[StaleHook] = None) -> Answer:
+
+def answer(view: AnsweringView, question: Question, on_stale: Optional[StaleHook] = None) -> Answer:
     """Answer one question from ``view``.
 
-    ``qname`` is the name as the client sent it; answers are owned by that
-    exact spelling so the client's letter case is echoed.  ``on_stale`` is
-    called when a last-healthy address is served because every candidate is
-    down.
+    The name is compared label by label with the configured names (letter
+    case folded): a name holding a ``.`` octet or any non-ASCII octet inside
+    a label can only be an unknown name in its zone (NXDOMAIN, RFC 2181 §11)
+    or outside every zone (REFUSED).  Answers are owned by the question name
+    exactly as the client spelled it.  QTYPE ANY (RFC 8482 §4) at a name with
+    data answers one RRset: the routed A (else AAAA) answer of a domain, the
+    SOA at an apex, the addresses of a name server, or a synthesised HINFO
+    when none of those is available.  ``on_stale`` is called when a
+    last-healthy address is served because every candidate is down.
     """
-    try:
-        name = qname.decode("ascii").lower().rstrip(".")
-    except UnicodeDecodeError:
+    qname, qtype, qclass = question.name, question.qtype, question.qclass
+    if qclass not in (dns.IN, dns.ANY):
         return _refused()
-    zone = view.zone_for(name)
-    if zone is None or qclass not in (dns.IN, dns.ANY):
+    zone = view.zone_for_name(qname)
+    if zone is None:
         return _refused()
+    owner = WireName(qname)
+    name = qname.lookup_text()  # None: no configured name can be this one
 
-    domain = view.domains.get(name)
+    domain = view.domains.get(name) if name is not None else None
     if domain is not None and qtype in (dns.A, dns.AAAA):
-        return _domain_answer(view, domain, qname, qtype, on_stale)
+        return _domain_answer(view, domain, owner, qtype, on_stale)
+    if qtype == ANY and (domain is not None or name == zone.name or name in view.glue):
+        return _any_answer(view, zone, domain, owner, name, on_stale)
 
     if name == zone.name:
         if qtype == dns.SOA:
-            return Answer(dns.OK, [soa_record(qname, zone, zone.soa_ttl)], [], [],
+            return Answer(dns.OK, [soa_record(owner, zone, zone.soa_ttl)], [], [],
                           authoritative=True, domain=domain)
         if qtype == dns.NS and zone.config.nameservers:
-            answers, additional = _nameserver_answer(qname, view, zone)
+            answers, additional = _nameserver_answer(owner, view, zone)
             return Answer(dns.OK, answers, [], additional, authoritative=True, domain=domain)
 
-    glue = view.glue.get(name)
+    glue = view.glue.get(name) if name is not None else None
     if glue is not None and qtype in (dns.A, dns.AAAA):
-        family = FAMILY_OF_TYPE[qtype]
-        records = [address_record(qname, a, zone.soa_ttl) for a in glue
-                   if (":" in a) == (family == 6)]
+        records = _glue_records(owner, glue, FAMILY_OF_TYPE[qtype], zone.soa_ttl)
         if records:
             return Answer(dns.OK, records, [], [], authoritative=True)
 
-    if (domain is not None or glue is not None or name == zone.name
-            or name in view.empty_non_terminals):
+    if name is not None and (domain is not None or glue is not None or name == zone.name
+                             or name in view.empty_non_terminals):
         return _negative(dns.OK, zone, domain)  # NODATA
     return _negative(dns.ENAME, zone)
 
 
-def _domain_answer(view: AnsweringView, domain: DomainView, qname: bytes, qtype: int,
+def _glue_records(owner: dns.Name, addresses: Sequence[str], family: int, ttl: int) -> List[dns.RRHeader]:
+    return [address_record(owner, a, ttl) for a in addresses if (":" in a) == (family == 6)]
+
+
+def _any_answer(view: AnsweringView, zone: ZoneView, domain: Optional[DomainView], owner: dns.Name,
+                name: Optional[str], on_stale: Optional[StaleHook]) -> Answer:
+    """QTYPE ANY at a name with data: one RRset (RFC 8482 §4.1), else a synthesised HINFO (§4.2)."""
+    if domain is not None:
+        for qtype in (dns.A, dns.AAAA):
+            if domain.families[FAMILY_OF_TYPE[qtype]].configured:
+                result = _domain_answer(view, domain, owner, qtype, on_stale)
+                if result.rcode == dns.OK and result.answers:
+                    return result
+        ttl = domain.ttl
+    elif name == zone.name:
+        return Answer(dns.OK, [soa_record(owner, zone, zone.soa_ttl)], [], [], authoritative=True)
+    else:
+        addresses = view.glue.get(name or "", ())
+        for family in (4, 6):
+            records = _glue_records(owner, addresses, family, zone.soa_ttl)
+            if records:
+                return Answer(dns.OK, records, [], [], authoritative=True)
+        ttl = zone.soa_ttl
+    return Answer(dns.OK, [record(owner, dns.HINFO, ttl, RFC8482_HINFO)], [], [],
+                  authoritative=True, domain=domain)
+
+
+def _domain_answer(view: AnsweringView, domain: DomainView, owner: dns.Name, qtype: int,
                    on_stale: Optional[StaleHook]) -> Answer:
     family = domain.families[FAMILY_OF_TYPE[qtype]]
     if family.configured == 0:
@@ -152,7 +180,7 @@ def _domain_answer(view: AnsweringView, domain: DomainView, qname: bytes, qtype:
         chosen, stale = fallback, True
         if on_stale is not None:
             on_stale(domain, chosen)
-    return Answer(dns.OK, [address_record(qname, chosen.address, domain.ttl)], [], [],
+    return Answer(dns.OK, [address_record(owner, chosen.address, domain.ttl)], [], [],
                   authoritative=True, domain=domain, routed=chosen, stale=stale)
 
 
@@ -178,7 +206,12 @@ class ViewResolver(common.ResolverBase):
 
     def _lookup(self, name: bytes, cls: int, type: int, timeout: object
                 ) -> "defer.Deferred[Tuple[List[dns.RRHeader], List[dns.RRHeader], List[dns.RRHeader]]]":
-        result = answer(self._view_source(), name, type, cls)
+        try:
+            # twisted hands names over as dotted text: splitting on dots is all it allows.
+            wire_name = name_from_text(name.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            return defer.fail(NegativeAnswer(_refused()))
+        result = answer(self._view_source(), Question(wire_name, type, cls, b""))
         if result.rcode != dns.OK or not result.answers:
             return defer.fail(NegativeAnswer(result))
         return defer.succeed((result.answers, result.authority, result.additional))

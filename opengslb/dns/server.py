@@ -1,30 +1,42 @@
-"""DNS over UDP and TCP: wire format, EDNS0, truncation and listeners.
+"""DNS over UDP and TCP: the responder and the listeners.
 
-:class:`DNSResponder` turns one request datagram into one response (or
-nothing); the protocols below only move bytes.  Zone semantics live in
-:mod:`opengslb.dns.resolver`.
+:class:`DNSResponder` turns one request into one response (or nothing): the
+strict reader (:mod:`opengslb.dns.wire`) reads it, :func:`refusal_of`
+decides FORMERR/NOTIMP/BADVERS, the resolver (:mod:`opengslb.dns.resolver`)
+answers, and :mod:`opengslb.dns.reply` encodes.  The protocols below move
+bytes and keep each listener bounded: UDP sockets get a large receive buffer,
+TCP listeners cap connections per listener and per source, idle time and the
+time one message may take to arrive.
 """
 
 from __future__ import annotations
 
 import socket
-import struct
 import time
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import psutil
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorUDP
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP, IReactorTime, IReactorUDP
 from twisted.logger import Logger
 from twisted.names import dns
 from twisted.protocols.basic import Int16StringReceiver
 from twisted.protocols.policies import TimeoutMixin
 
 from opengslb.config.model import ListenAddress
-from opengslb.dns.resolver import OTHER_DOMAIN, Answer, StaleHook, answer
+from opengslb.dns.reply import (
+    ADVERTISED_UDP_SIZE,
+    FORWARDED_OPTION,
+    MIN_UDP_SIZE,
+    encode_reply,
+    header_only,
+    reply_limit,
+)
+from opengslb.dns.resolver import OTHER_DOMAIN, StaleHook, answer
 from opengslb.dns.view import AnsweringView, DomainView
+from opengslb.dns.wire import OPT, Message, read_request
 from opengslb.routing import Candidate
 
 if TYPE_CHECKING:
@@ -33,9 +45,9 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="opengslb.dns")
 
-ADVERTISED_UDP_SIZE = 1232  # the DNS flag day 2020 recommendation
-MIN_UDP_SIZE = 512
-TCP_IDLE_TIMEOUT = 10.0
+TCP_IDLE_TIMEOUT = 10.0  # seconds without a complete message before a connection is closed
+TCP_MESSAGE_DEADLINE = 3.0  # seconds from a message's first byte to its last
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024  # asked of the kernel; net.core.rmem_max caps it
 BADVERS = 16
 
 RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
@@ -81,19 +93,15 @@ class QueryStats:
         self.duration_sum += seconds
 
 
-def _header_only(request: bytes, rcode: int) -> bytes:
-    """A response echoing only the request's ID, opcode and RD bit."""
-    (query_id, flags) = struct.unpack("!HH", request[:4])
-    opcode_bits = flags & 0x7800
-    rd = flags & 0x0100
-    return struct.pack("!HHHHHH", query_id, 0x8000 | opcode_bits | rd | (rcode & 0xF), 0, 0, 0, 0)
-
-
-FORWARDED_OPTION = 65430  # private-use EDNS option marking a query relayed by a follower
-
-
 class DNSResponder:
     """Answers raw DNS requests from the current answering view.
+
+    Every request is read by :func:`opengslb.dns.wire.read_request` first:
+    a packet shorter than a header or with QR set is dropped (``None``); a
+    malformed one gets FORMERR; an opcode other than QUERY NOTIMP; EDNS
+    version > 0 BADVERS; a zone transfer (AXFR, IXFR) NOTIMP — the zone is
+    computed live and never transferred.  Replies to all of them keep the
+    question and the OPT record when those could be read.
 
     ``view_source`` returns the view to use; ``serving`` says whether this node
     may answer with data now (the cluster leader gate; always true standalone).
@@ -116,6 +124,8 @@ class DNSResponder:
         self.serving = serving
         self._follower_policy = follower_policy
         self._forwarder = forwarder
+        self._nsid_source: Optional[str] = None
+        self._nsid = b""
         # Prepared wire answers for plain A/AAAA queries (None = not mine); see fastpath.py.
         self.fast_respond: Callable[[bytes, bool], Optional[bytes]] = (
             fast_path.respond if fast_path is not None else _no_fast_answer)
@@ -124,11 +134,23 @@ class DNSResponder:
     def stats(self) -> QueryStats:
         return self._stats
 
+    def view(self) -> AnsweringView:
+        """The answering view in use now (its ``config`` holds the DNS settings)."""
+        return self._view_source()
+
+    def _nsid_of(self, view: AnsweringView) -> bytes:
+        """``dns.nsid`` as bytes (encoded once per configuration)."""
+        configured = view.config.dns.nsid
+        if configured is not self._nsid_source:
+            self._nsid_source, self._nsid = configured, configured.encode("utf-8")
+        return self._nsid
+
     def respond(self, data: bytes, max_size: Optional[int]) -> "Optional[bytes] | Deferred[Optional[bytes]]":
         """The response to ``data``, ``None`` to drop it, or a Deferred of either (forwarding).
 
         ``max_size`` is ``None`` over TCP; over UDP the response is limited to
-        the client's advertised EDNS size (at least 512).
+        the client's advertised EDNS size (at least 512), or 512 without EDNS.
+        Never raises for any input.
         """
         if not self._serving():
             return self._not_serving(data, max_size)
@@ -138,107 +160,74 @@ class DNSResponder:
         policy = self._follower_policy()
         if policy == "drop":
             return None
-        parsed = _parse(data)
-        if isinstance(parsed, (bytes, type(None))):
-            return parsed
-        request = parsed
-        limit = _limit(request, max_size)
+        request = read_request(data)
+        if request is None:
+            return None
+        limit = reply_limit(request, max_size)
+        nsid = self._nsid_of(self._view_source())
+        refusal = refusal_of(request)
+        if refusal is not None:
+            return encode_reply(request, refusal, limit=limit, nsid=nsid)
         if policy == "forward" and self._forwarder is not None:
-            if any(code == FORWARDED_OPTION for code, _ in _options(request)):
-                return encode_response(request, Answer(dns.ESERVER, [], [], [], authoritative=False), limit)
+            edns = request.edns
+            if edns is not None and edns.has_option(FORWARDED_OPTION):
+                return encode_reply(request, dns.ESERVER, limit=limit, nsid=nsid)
             return self._forwarder.forward(request, limit)
-        return encode_response(request, Answer(dns.EREFUSED, [], [], [], authoritative=False), limit)
+        return encode_reply(request, dns.EREFUSED, limit=limit, nsid=nsid)
 
     def answer(self, data: bytes, max_size: Optional[int]) -> Optional[bytes]:
         """Answer ``data`` with data from the view (the serving node's path)."""
-        parsed = _parse(data)
-        if not isinstance(parsed, dns._EDNSMessage):
-            if parsed is not None:
-                rcode = parsed[3] & 0xF
-                self._stats.count_query(OTHER_DOMAIN, "other", RCODE_NAMES.get(rcode, str(rcode)))
-            return parsed
-        request = parsed
-        query = request.queries[0]
-        qtype_label = TYPE_LABELS.get(query.type, "other")
+        request = read_request(data)
+        if request is None:
+            return None
+        view = self._view_source()
+        nsid = self._nsid_of(view)
+        limit = reply_limit(request, max_size)
+        question = request.question
+        qtype_label = TYPE_LABELS.get(question.qtype, "other") if question is not None else "other"
+        refusal = refusal_of(request)
+        if refusal is not None or question is None:
+            rcode = dns.EFORMAT if refusal is None else refusal
+            self._stats.count_query(OTHER_DOMAIN, qtype_label, RCODE_NAMES.get(rcode, str(rcode)))
+            return encode_reply(request, rcode, limit=limit, nsid=nsid)
 
-        if request.ednsVersion is not None and request.ednsVersion > 0:
-            result = Answer(BADVERS, [], [], [], authoritative=False)
-        else:
-            result = answer(self._view_source(), query.name.name, query.type, query.cls,
-                            self._on_stale)
+        result = answer(view, question, self._on_stale)
         domain_label = result.domain.name if result.domain is not None else OTHER_DOMAIN
         self._stats.count_query(domain_label, qtype_label, RCODE_NAMES.get(result.rcode, str(result.rcode)))
         if result.routed is not None and result.domain is not None:
             self._stats.count_routing(result.domain.name, result.domain.algorithm,
                                       result.routed.endpoint)
-
-        return encode_response(request, result, _limit(request, max_size))
-
-
-def _parse(data: bytes) -> "dns._EDNSMessage | bytes | None":
-    """Parse a request: the message, or the reply to send instead (NOTIMP/FORMERR), or None to drop."""
-    if len(data) < 12:
-        return None  # not even a header: nothing to reply to
-    flags = (data[2] << 8) | data[3]
-    if flags & 0x8000:
-        return None  # a response, not a query: never answer those
-    if (flags >> 11) & 0xF != dns.OP_QUERY:
-        return _header_only(data, dns.ENOTIMP)
-    try:
-        plain = dns.Message()
-        plain.fromStr(data)
-        opt_count = sum(1 for r in plain.additional if r.type == dns.OPT)
-        if len(plain.queries) != 1 or opt_count > 1 or plain.answers or plain.authority:
-            return _header_only(data, dns.EFORMAT)
-        request = dns._EDNSMessage._fromMessage(plain)
-        options = [option for r in plain.additional if r.type == dns.OPT
-                   for option in dns._OPTHeader.fromRRHeader(r).options]
-        request.ednsOptions = options  # type: ignore[attr-defined]  # twisted drops OPT options
-    except Exception:  # anything unparsable, malformed OPT options included
-        return _header_only(data, dns.EFORMAT)
-    return request
+        return encode_reply(request, result.rcode, authoritative=result.authoritative,
+                            answers=result.answers, authority=result.authority,
+                            additional=result.additional, limit=limit, nsid=nsid)
 
 
-def _limit(request: dns._EDNSMessage, max_size: Optional[int]) -> Optional[int]:
-    """The response size limit: None over TCP, else the client's EDNS size (at least 512)."""
-    if max_size is None:
-        return None
-    return max(MIN_UDP_SIZE, request.maxSize if request.ednsVersion is not None else 0)
+AXFR, IXFR = 252, 251
 
 
-def _options(request: dns._EDNSMessage) -> List[Tuple[int, bytes]]:
-    return [(o.code, o.data) for o in getattr(request, "ednsOptions", [])]
+def refusal_of(request: Message) -> Optional[int]:
+    """The rcode answering ``request`` without looking at any data, or None to answer it.
 
-
-def encode_response(request: dns._EDNSMessage, result: Answer, limit: Optional[int]) -> bytes:
-    """Encode ``result`` as the response to ``request``, fitting ``limit`` bytes.
-
-    When the full response does not fit, the additional section is dropped
-    first; if it still does not fit, every record section is emptied and TC is
-    set so the client retries over TCP (RFC 2181 §9).  The OPT record always
-    stays.
+    FORMERR for a malformed message (:attr:`Message.error`), for a QUERY
+    without exactly one question, with records in the answer or authority
+    section, or asking for type OPT; NOTIMP for other opcodes and for zone
+    transfers (RFC 5936, RFC 1995: refused cleanly, as gdnsd does); BADVERS
+    for EDNS versions above 0 (RFC 6891 §6.1.3).
     """
-    response = dns._EDNSMessage(
-        id=request.id, answer=True, opCode=request.opCode, auth=result.authoritative,
-        recDes=request.recDes, rCode=result.rcode, queries=request.queries,
-        answers=result.answers, authority=result.authority, additional=result.additional,
-        ednsVersion=0 if request.ednsVersion is not None else None,
-        dnssecOK=False, maxSize=ADVERTISED_UDP_SIZE)
-    wire = _to_wire(response)
-    if limit is None or len(wire) <= limit:
-        return wire
-    response.additional = []
-    wire = _to_wire(response)
-    if len(wire) <= limit:
-        return wire
-    response.answers, response.authority, response.trunc = [], [], True
-    return _to_wire(response)
-
-
-def _to_wire(message: dns._EDNSMessage) -> bytes:
-    plain = message._toMessage()
-    plain.maxSize = 0  # never let twisted cut the bytes; truncation is ours
-    return plain.toStr()
+    if request.error is not None:
+        return dns.EFORMAT
+    if request.opcode != dns.OP_QUERY:
+        return dns.ENOTIMP
+    if request.edns is not None and request.edns.version > 0:
+        return BADVERS
+    question = request.question
+    if question is None:
+        return dns.EFORMAT
+    if question.qtype in (AXFR, IXFR):
+        return dns.ENOTIMP
+    if request.ancount or request.nscount or question.qtype == OPT:
+        return dns.EFORMAT
+    return None
 
 
 def _no_fast_answer(data: bytes, udp: bool) -> Optional[bytes]:
@@ -280,7 +269,7 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
             reply = self._responder.respond(data, MIN_UDP_SIZE)
         except Exception:
             log.failure("unexpected error answering a query from {peer}", peer=addr[0])
-            reply = _header_only(data, dns.ESERVER) if len(data) >= 12 else None
+            reply = header_only(data, dns.ESERVER) if len(data) >= 12 else None
         if isinstance(reply, Deferred):
             reply.addCallback(self._send_later, addr)
         elif reply is not None:
@@ -293,19 +282,51 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
 
 
 class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
-    """TCP: length-prefixed messages, several per connection, idle timeout."""
+    """TCP: length-prefixed messages, several per connection, each answered in order.
+
+    Bounds (DESIGN 14): the connection is closed after
+    :data:`TCP_IDLE_TIMEOUT` seconds without a complete message; a message
+    must arrive whole within ``message_deadline`` seconds of the read that
+    brought its first byte, so trickling bytes cannot hold a connection; and
+    while replies the client does not read fill the transport's buffer,
+    reading stops (the protocol is the transport's streaming producer).
+    ``clock`` schedules both timers (the global reactor when omitted);
+    ``on_close`` is called once when the connection is gone.
+    """
 
     MAX_LENGTH = 65535
 
-    def __init__(self, responder: DNSResponder) -> None:
+    def __init__(self, responder: DNSResponder, clock: Optional[IReactorTime] = None,
+                 on_close: Optional[Callable[[], None]] = None,
+                 message_deadline: float = TCP_MESSAGE_DEADLINE) -> None:
         self._responder = responder
+        if clock is not None:
+            self.callLater = clock.callLater  # TimeoutMixin schedules with it too
+        self._on_close = on_close
+        self._message_deadline = message_deadline
+        self._deadline: Optional[IDelayedCall] = None
 
     def connectionMade(self) -> None:
         self.setTimeout(TCP_IDLE_TIMEOUT)
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if not self.connected:
+            return
+        if self._unprocessed:  # part of a message (or a paused backlog) waits
+            if self._deadline is None:
+                self._deadline = self.callLater(self._message_deadline, self._too_slow)
+        elif self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def stringReceived(self, data: bytes) -> None:
         started = time.perf_counter()
         self.resetTimeout()
+        if self._deadline is not None:  # this message made it in time; the next one starts afresh
+            self._deadline.cancel()
+            self._deadline = None
         if self._responder.serving():
             fast = self._responder.fast_respond(data, False)
             if fast is not None:
@@ -316,7 +337,7 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
             reply = self._responder.respond(data, None)
         except Exception:
             log.failure("unexpected error answering a TCP query")
-            reply = _header_only(data, dns.ESERVER) if len(data) >= 12 else None
+            reply = header_only(data, dns.ESERVER) if len(data) >= 12 else None
         if isinstance(reply, Deferred):
             reply.addCallback(self._send_later)
         elif reply is not None:
@@ -327,21 +348,109 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
         if reply is not None and self.transport is not None and self.connected:
             self.sendString(reply)
 
+    def _too_slow(self) -> None:
+        self._deadline = None
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
     def timeoutConnection(self) -> None:
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        if self.paused:  # replies are waiting for a client that does not read: do not wait for it
+            self.transport.abortConnection()  # type: ignore[union-attr]
+        else:
+            self.transport.loseConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: object = None) -> None:
         self.setTimeout(None)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
+
+
+TCPLimits = Callable[[], Tuple[int, int]]
+"""() → (connections per listener, connections per source address)."""
 
 
 class DNSStreamFactory(protocol.ServerFactory):
+    """DNS over TCP connections, bounded per listener and per source address.
+
+    ``limits()`` gives (max connections, max connections per source
+    address); by default ``dns.tcp_max_connections`` and
+    ``dns.tcp_max_connections_per_source`` of the configuration in use, so a
+    reload changes them for new connections.  A connection over either cap
+    is refused on accept: :meth:`buildProtocol` returns ``None`` and the
+    reactor closes the socket before reading a byte.  Refusals are counted
+    in :attr:`refused` and logged at most once a minute.
+    """
+
     noisy = False
+    WARN_INTERVAL = 60.0
 
-    def __init__(self, responder: DNSResponder) -> None:
+    def __init__(self, responder: DNSResponder, clock: IReactorTime,
+                 limits: Optional[TCPLimits] = None) -> None:
         self._responder = responder
+        self._clock = clock
+        self._limits: TCPLimits = limits if limits is not None else self._configured_limits
+        self.open = 0
+        self.per_source: Dict[str, int] = {}
+        self.refused = 0
+        self._warned_at: Optional[float] = None
 
-    def buildProtocol(self, addr: object) -> DNSStreamProtocol:
-        return DNSStreamProtocol(self._responder)
+    def _configured_limits(self) -> Tuple[int, int]:
+        settings = self._responder.view().config.dns
+        return settings.tcp_max_connections, settings.tcp_max_connections_per_source
+
+    def buildProtocol(self, addr: object) -> Optional[DNSStreamProtocol]:  # type: ignore[override]
+        source = str(getattr(addr, "host", addr))
+        most, most_per_source = self._limits()
+        if self.open >= most or self.per_source.get(source, 0) >= most_per_source:
+            self.refused += 1
+            now = self._clock.seconds()
+            if self._warned_at is None or now - self._warned_at >= self.WARN_INTERVAL:
+                self._warned_at = now
+                log.warn("DNS over TCP: connection from {source} refused ({open} open, {here} from it; "
+                         "limits {most} and {most_per_source} per source); {refused} refused so far",
+                         source=source, open=self.open, here=self.per_source.get(source, 0),
+                         most=most, most_per_source=most_per_source, refused=self.refused)
+            return None
+        self.open += 1
+        self.per_source[source] = self.per_source.get(source, 0) + 1
+        return DNSStreamProtocol(self._responder, self._clock, on_close=lambda: self._closed(source))
+
+    def _closed(self, source: str) -> None:
+        self.open -= 1
+        left = self.per_source.get(source, 0) - 1
+        if left > 0:
+            self.per_source[source] = left
+        else:
+            self.per_source.pop(source, None)
+
+
+def grow_receive_buffer(sock: Any, wanted: int = UDP_RECEIVE_BUFFER) -> int:
+    """Ask the kernel for a ``wanted``-byte receive buffer on ``sock``; returns what it granted.
+
+    Linux caps the request at ``net.core.rmem_max`` and reports twice the
+    granted size (its bookkeeping overhead included), which is what is
+    returned here.  Never raises: a refused request leaves the default.
+    """
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
+    except OSError:
+        pass
+    try:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    except OSError:
+        return 0
+
+
+def _log_receive_buffer(host: str, port: int, granted: int, wanted: int = UDP_RECEIVE_BUFFER) -> None:
+    if granted >= wanted:
+        log.info("DNS over UDP on {host}:{port}: {granted} bytes of receive buffer",
+                 host=host, port=port, granted=granted)
+    else:
+        log.info("DNS over UDP on {host}:{port}: {granted} bytes of receive buffer (asked for {wanted}; "
+                 "raise net.core.rmem_max for more)", host=host, port=port, granted=granted, wanted=wanted)
 
 
 def local_addresses() -> List[str]:
@@ -376,11 +485,16 @@ def listen_dns(reactor: IReactorUDP, listen: ListenAddress, responder: DNSRespon
     """
     ports: List[IListeningPort] = []
     tcp_reactor: IReactorTCP = reactor  # type: ignore[assignment]
+    clock: IReactorTime = reactor  # type: ignore[assignment]
     try:
         for host in bind_addresses(listen):
-            ports.append(reactor.listenUDP(listen.port, DNSDatagramProtocol(responder),
-                                           interface=host, maxPacketSize=65535))
-            ports.append(tcp_reactor.listenTCP(listen.port, DNSStreamFactory(responder),
+            udp = reactor.listenUDP(listen.port, DNSDatagramProtocol(responder),
+                                    interface=host, maxPacketSize=65535)
+            ports.append(udp)
+            sock = getattr(udp, "socket", None)
+            if sock is not None:
+                _log_receive_buffer(host, listen.port, grow_receive_buffer(sock))
+            ports.append(tcp_reactor.listenTCP(listen.port, DNSStreamFactory(responder, clock),
                                                interface=host, backlog=128))
     except Exception:
         for port in ports:
@@ -417,13 +531,15 @@ def listen_vip(reactor: Any, host: str, port: int, responder: DNSResponder) -> L
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     udp = _freebind_socket(host, port, socket.SOCK_DGRAM)
     tcp = _freebind_socket(host, port, socket.SOCK_STREAM)
+    _log_receive_buffer(host, port, grow_receive_buffer(udp))  # the adopted duplicate shares it
     try:
         ports = [reactor.adoptDatagramPort(udp.fileno(), family, DNSDatagramProtocol(responder), 65535),
-                 reactor.adoptStreamPort(tcp.fileno(), family, DNSStreamFactory(responder))]
+                 reactor.adoptStreamPort(tcp.fileno(), family, DNSStreamFactory(responder, reactor))]
     finally:
         udp.close()  # the reactor holds its own duplicates of the descriptors
         tcp.close()
     return ports
 
 
-__all__ = ["DNSResponder", "QueryStats", "listen_dns", "Candidate", "DomainView"]
+__all__ = ["ADVERTISED_UDP_SIZE", "FORWARDED_OPTION", "DNSResponder", "QueryStats", "listen_dns",
+           "Candidate", "DomainView"]

@@ -13,7 +13,8 @@ import random
 from dataclasses import dataclass, field
 from typing import AbstractSet, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from opengslb.config.model import Config, DomainConfig, ServerConfig, SOAConfig, ZoneConfig
+from opengslb.config.model import Config, DomainConfig, NameserverConfig, ServerConfig, SOAConfig, ZoneConfig
+from opengslb.dns.wire import Name, name_from_text
 from opengslb.routing import Candidate, Picker, algorithm_for
 from opengslb.routing.base import EmptyPicker
 
@@ -101,30 +102,70 @@ class AnsweringView:
     region_positions: Dict[str, int] = field(default_factory=dict)
 
     def zone_for(self, name: str) -> Optional[ZoneView]:
-        """The longest zone containing ``name`` (lower case, no trailing dot)."""
-        zone_names = self._zone_names
-        labels = name.split(".")
-        for i in range(len(labels)):
-            zone = zone_names.get(".".join(labels[i:]))
+        """The longest zone containing ``name`` (lower case, no trailing dot).
+
+        Linear in the length of ``name``: only suffixes as long as some zone
+        name are looked up.
+        """
+        if self.zone_index is not None:
+            return self.zone_index.zone_of_text(name)
+        return _longest_zone(name, self._zone_names, {len(z) for z in self._zone_names})
+
+    def zone_for_name(self, name: Name) -> Optional[ZoneView]:
+        """The longest zone containing the received ``name`` (compared label by label)."""
+        if self.zone_index is not None:
+            return self.zone_index.zone_of_wire(name)
+        zone_text = name.lookup_text()
+        return self.zone_for(zone_text) if zone_text is not None else None
+
+
+def _longest_zone(name: str, zones: Dict[str, ZoneView], lengths: AbstractSet[int]) -> Optional[ZoneView]:
+    """The longest of ``zones`` that is ``name`` or a suffix of it at a label boundary.
+
+    Only suffixes whose length is a zone name's length are sliced and looked
+    up, so the cost is linear in ``len(name)`` (plus one slice per matching length).
+    """
+    size = len(name)
+    if size in lengths:
+        zone = zones.get(name)
+        if zone is not None:
+            return zone
+    dot = name.find(".")
+    while dot >= 0:
+        if size - dot - 1 in lengths:
+            zone = zones.get(name[dot + 1:])
             if zone is not None:
                 return zone
-        return None
+        dot = name.find(".", dot + 1)
+    return None
 
 
 def zones_of(config: Config) -> List[ZoneConfig]:
     """Configured zones, plus an implicit zone for each domain outside all of them.
 
-    With no ``dns.zones`` every domain is its own apex (SPEC §3).
+    With no ``dns.zones`` every domain is its own apex (SPEC §3).  An implicit
+    zone needs an NS RRset and an SOA naming a real server (RFC 1034 §4.2.1):
+    it takes the name servers of the configured zones (all of them, in
+    configuration order; the first is the SOA MNAME).  With no name server
+    configured anywhere, the apex itself is its name server and SOA MNAME —
+    a name that exists and is answered by this server.
     """
     zones = list(config.dns.zones)
     explicit = {z.name for z in zones}
+    seen: Dict[str, NameserverConfig] = {}
+    for zone in zones:
+        for ns in zone.nameservers:
+            seen.setdefault(ns.name, ns)
+    shared = tuple(seen.values())
     for domain in config.domains:
         labels = domain.name.split(".")
         if not any(".".join(labels[i:]) in explicit for i in range(len(labels))):
+            nameservers = shared or (NameserverConfig(domain.name),)
             zones.append(
                 ZoneConfig(
                     name=domain.name,
-                    soa=SOAConfig(mname=f"ns1.{domain.name}", rname=f"hostmaster.{domain.name}"),
+                    soa=SOAConfig(mname=nameservers[0].name, rname=f"hostmaster.{domain.name}"),
+                    nameservers=nameservers,
                 )
             )
             explicit.add(domain.name)
@@ -154,6 +195,9 @@ class ZoneIndex:
         views.sort(key=lambda z: len(z.name), reverse=True)
         self.zones: Tuple[ZoneView, ...] = tuple(views)
         self.by_name: Dict[str, ZoneView] = {z.name: z for z in views}
+        self.by_wire: Dict[bytes, ZoneView] = {name_from_text(z.name).key: z for z in views}
+        self._text_lengths = frozenset(len(name) for name in self.by_name)
+        self._wire_lengths = frozenset(len(key) for key in self.by_wire)
         glue: Dict[str, Tuple[str, ...]] = {}
         for zone in views:
             for ns in zone.config.nameservers:
@@ -195,12 +239,30 @@ class ZoneIndex:
         known = self._zone_of_terminal.get(name)
         if known is not None:
             return known
-        labels = name.split(".")
-        for i in range(len(labels)):
-            zone = self.by_name.get(".".join(labels[i:]))
-            if zone is not None:
-                return zone
-        raise LookupError(name)
+        zone = self.zone_of_text(name)
+        if zone is None:
+            raise LookupError(name)
+        return zone
+
+    def zone_of_text(self, name: str) -> Optional[ZoneView]:
+        """The longest zone containing ``name`` (lower case, no trailing dot), or None."""
+        return _longest_zone(name, self.by_name, self._text_lengths)
+
+    def zone_of_wire(self, name: Name) -> Optional[ZoneView]:
+        """The longest zone containing the received ``name``, or None.
+
+        Compares lower-cased wire labels (RFC 4343), so a label holding a
+        ``.`` octet never matches two labels of a zone name.  Only suffixes
+        as long as some zone's wire form are looked up: linear in the name.
+        """
+        key, lengths, zones = name.key, self._wire_lengths, self.by_wire
+        size = len(key)
+        for offset in name.offsets:
+            if size - offset in lengths:
+                zone = zones.get(key[offset:])
+                if zone is not None:
+                    return zone
+        return None
 
 
 def zone_index_for(config: Config, previous: Optional["AnsweringView"] = None) -> ZoneIndex:

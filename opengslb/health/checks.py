@@ -231,6 +231,8 @@ class _ConnectProbe(Protocol):
 class _ProbeFactory(Factory):
     """Builds the one probe of one tcp check."""
 
+    noisy = False  # no "Starting factory" line per check
+
     def __init__(self, probe: _ConnectProbe) -> None:
         self._probe = probe
 

@@ -26,6 +26,19 @@ Three additions to plain pysyncobj make leader-only DNS safe and stable:
   "yes" does it raise its term and start a real election.  A restarted or
   partitioned node therefore cannot bump terms and cut itself off from a
   leader that is alive.
+
+And one to its transport, so that a peer without the cluster key costs
+next to nothing (SPEC §7.8, issue 11): see :class:`_GuardedConnection`.
+Frames are length-prefixed; a frame longer than the bound for the
+connection's state is refused from its 4-byte header, before any of it is
+buffered, and the connection closed.  Until a peer has proven it holds the
+key (a frame that decrypts *and* carries the random key this node sent on
+that connection), the bound is :data:`UNAUTHENTICATED_FRAME_LIMIT`; after,
+:data:`AUTHENTICATED_FRAME_LIMIT`.  A frame that does not decrypt closes the
+connection (pysyncobj's own rule, kept), and nothing is unpickled before it
+decrypts.  Incoming connections that have not authenticated within
+:data:`HANDSHAKE_TIMEOUT` are closed, and at most
+:data:`MAX_UNAUTHENTICATED` of them are kept at once.
 """
 
 from __future__ import annotations
@@ -33,13 +46,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from cryptography.fernet import InvalidToken
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
-from pysyncobj.tcp_connection import TcpConnection
+from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 from pysyncobj.transport import TCPTransport
 from pysyncobj.utility import TcpUtility, UtilityException
 from twisted.internet import defer, threads
@@ -57,6 +71,30 @@ MEMBERS_FILE = "members.json"
 LEADER_WAIT = 2.0  # a write waits this long for an election to produce a leader
 JOURNAL_FILE = "raft.journal"
 SNAPSHOT_FILE = "raft.snapshot"
+
+#: Largest frame (bytes after the 4-byte length) accepted from a peer that has
+#: not yet proven it holds the cluster key.  The handshake frames are a Fernet
+#: token around a pickled 32-byte random key, a node address or an admin
+#: command: about 200 bytes.
+UNAUTHENTICATED_FRAME_LIMIT = 4096
+#: Largest frame accepted from an authenticated peer.  pysyncobj sends log
+#: entries in batches of about 64 KiB (appendEntriesBatchSizeBytes) plus at
+#: most one more entry, and snapshots in 64 KiB chunks
+#: (logCompactionBatchSize); an entry is one state-machine command, bounded by
+#: the API's request-body limit (at most 1 MiB).  Compressed, encrypted and
+#: base64-encoded, a frame stays under 2 MiB: 16 MiB is a wide margin that
+#: still bounds what a buggy or compromised member can make this node hold.
+AUTHENTICATED_FRAME_LIMIT = 16 * 1024 * 1024
+#: Seconds an incoming connection has to authenticate before it is closed.
+HANDSHAKE_TIMEOUT = 5.0
+#: Incoming connections allowed to wait for authentication at once; more are
+#: closed as soon as they are accepted.  (A cluster has at most 7 members,
+#: each opening one connection per peer, plus short admin connections.)
+MAX_UNAUTHENTICATED = 32
+#: Refusals are all counted, but logged at most once per this many seconds
+#: (a flood of garbage must not become a flood of log lines).
+REJECT_LOG_INTERVAL = 10.0
+_LENGTH = struct.Struct("i")  # pysyncobj's frame header: a native signed int
 
 _STATE_NAMES = {0: "Follower", 1: "Candidate", 2: "Leader"}
 _FAIL_NAMES = {v: k.lower() for k, v in vars(FAIL_REASON).items() if not k.startswith("_")}
@@ -134,10 +172,13 @@ class _MachineConsumer(SyncObjConsumer):
         self._on_restore(self._machine.snapshot())
 
 
+_BAD_KEY = "a frame failed authentication (wrong cluster key?)"
+
+
 class _CountingEncryptor:
     """Wraps pysyncobj's Fernet to count packets that fail authentication."""
 
-    def __init__(self, inner: Any, on_reject: Callable[[], None]) -> None:
+    def __init__(self, inner: Any, on_reject: Callable[[str], None]) -> None:
         self._inner = inner
         self._on_reject = on_reject
 
@@ -148,18 +189,106 @@ class _CountingEncryptor:
         try:
             return self._inner.extract_timestamp(data)
         except InvalidToken:
-            self._on_reject()
+            self._on_reject(_BAD_KEY)
             raise
 
     def decrypt(self, data: bytes) -> bytes:
         try:
             return self._inner.decrypt(data)
         except InvalidToken:
-            self._on_reject()
+            self._on_reject(_BAD_KEY)
             raise
 
 
-class _BoundConnection(TcpConnection):
+class _GuardedConnection(TcpConnection):
+    """A pysyncobj connection that refuses oversized frames before buffering them.
+
+    pysyncobj reads whatever the socket holds into one buffer and parses a
+    frame only once all of it has arrived, so a 4-byte header claiming 2 GB
+    would make it buffer whatever follows.  Here the header is checked as soon
+    as it is there: a length below 0 or above :meth:`frame_limit` closes the
+    connection at once.  Reading also pauses whenever a whole frame is
+    buffered, so it is parsed (and a bad one refused) before more is read:
+    the buffer never holds more than one frame's bound plus one ``recv``.
+
+    ``authenticated`` turns true after a frame that decrypted and carried the
+    random key this node sent on this connection (a replayed frame cannot).
+    Runs on pysyncobj's thread, like the rest of the transport.  Connections
+    are pysyncobj's own objects, adopted with :meth:`adopt` (the class is
+    swapped), since pysyncobj creates them itself.
+    """
+
+    authenticated = False
+    accepted_at = 0.0
+    on_refused: Optional[Callable[[str], None]] = None
+
+    @classmethod
+    def adopt(cls, conn: TcpConnection, on_refused: Optional[Callable[[str], None]]) -> "_GuardedConnection":
+        """Make ``conn`` (a plain TcpConnection) a guarded one, unauthenticated as of now."""
+        conn.__class__ = cls
+        guarded: _GuardedConnection = conn  # type: ignore[assignment]
+        guarded.authenticated = False
+        guarded.accepted_at = time.monotonic()
+        guarded.on_refused = on_refused
+        return guarded
+
+    def frame_limit(self) -> int:
+        """The largest frame accepted now (without a cluster key nothing authenticates)."""
+        if self.authenticated or self.encryptor is None:
+            return AUTHENTICATED_FRAME_LIMIT
+        return UNAUTHENTICATED_FRAME_LIMIT
+
+    def _next_frame_length(self) -> Optional[int]:
+        """The length in the header of the buffered frame; None while the header is incomplete."""
+        buffer = self._TcpConnection__readBuffer  # type: ignore[attr-defined]
+        if len(buffer) < _LENGTH.size:
+            return None
+        length: int = _LENGTH.unpack_from(buffer)[0]
+        return length
+
+    def _refuse_oversized(self, length: int) -> None:
+        limit = self.frame_limit()
+        state = "an authenticated" if self.authenticated else "an unauthenticated"
+        self.disconnect()
+        if self.on_refused is not None:
+            self.on_refused(f"{state} peer announced a {length}-byte frame (limit {limit})")
+
+    def _TcpConnection__processRead(self) -> bool:
+        """One ``recv``, unless the buffered header is refused or a whole frame waits to be parsed."""
+        length = self._next_frame_length()
+        if length is not None:
+            if not 0 <= length <= self.frame_limit():
+                self._refuse_oversized(length)
+                return False
+            if len(self._TcpConnection__readBuffer) >= _LENGTH.size + length:  # type: ignore[attr-defined]
+                return False  # parse this frame before reading more
+        more: bool = TcpConnection._TcpConnection__processRead(self)  # type: ignore[attr-defined]
+        if self.state == CONNECTION_STATE.DISCONNECTED:
+            return False
+        length = self._next_frame_length()
+        if length is not None and not 0 <= length <= self.frame_limit():
+            self._refuse_oversized(length)
+            return False
+        return more
+
+    def _TcpConnection__processParseMessage(self) -> Any:
+        """pysyncobj's parse (decrypt, then unpickle), with the frame bound and authentication noted."""
+        length = self._next_frame_length()
+        if length is not None and not 0 <= length <= self.frame_limit():
+            self._refuse_oversized(length)
+            return None
+        carries_our_key = self.recvRandKey is not None and self.encryptor is not None
+        message = TcpConnection._TcpConnection__processParseMessage(self)  # type: ignore[attr-defined]
+        if message is not None and carries_our_key and self.state != CONNECTION_STATE.DISCONNECTED:
+            self.authenticated = True
+        return message
+
+    def disconnect(self) -> None:
+        self.authenticated = False
+        super().disconnect()
+
+
+class _BoundConnection(_GuardedConnection):
     """An outgoing Raft connection that leaves from this node's own address.
 
     pysyncobj connects without binding, so on a host with several addresses
@@ -177,15 +306,40 @@ class _BoundConnection(TcpConnection):
 
 
 class _Transport(TCPTransport):
-    """Marks vote requests sent by the target of a leadership transfer; binds outgoing connections."""
+    """Marks vote requests sent by the target of a leadership transfer; binds outgoing connections;
+    guards every connection (:class:`_GuardedConnection`) and bounds the unauthenticated ones."""
+
+    def _refused(self, reason: str) -> None:
+        on_reject = getattr(self._syncObj, "_on_reject", None)
+        if on_reject is not None:
+            on_reject(reason)
 
     def addNode(self, node: Any) -> None:
         super().addNode(node)
         conn = self._connections.get(node)
+        if conn is None or isinstance(conn, _GuardedConnection):
+            return
+        bound = _BoundConnection.adopt(conn, self._refused)
         source = getattr(self._syncObj, "_self_address", "").rpartition(":")[0].strip("[]")
-        if conn is not None and source and source not in ("0.0.0.0", "::"):
-            conn.__class__ = _BoundConnection
-            conn.source_host = source
+        if source and source not in ("0.0.0.0", "::"):
+            bound.source_host = source
+
+    def _onNewIncomingConnection(self, conn: Any) -> None:
+        waiting = sum(1 for c in self._unknownConnections if not getattr(c, "authenticated", False))
+        if waiting >= MAX_UNAUTHENTICATED:
+            conn.disconnect()  # no callbacks are set yet: this only closes the socket
+            self._refused(f"more than {MAX_UNAUTHENTICATED} connections waiting to authenticate")
+            return
+        super()._onNewIncomingConnection(conn)
+        _GuardedConnection.adopt(conn, self._refused)
+
+    def _onTick(self) -> None:
+        super()._onTick()
+        deadline = time.monotonic() - HANDSHAKE_TIMEOUT
+        for conn in list(self._unknownConnections):
+            if not getattr(conn, "authenticated", True) and conn.accepted_at < deadline:
+                conn.disconnect()  # its disconnect callback drops it from _unknownConnections
+                self._refused(f"a connection did not authenticate within {HANDSHAKE_TIMEOUT:g}s")
 
     def send(self, node: Any, message: Any) -> bool:
         sync = self._syncObj
@@ -199,7 +353,7 @@ class _SyncObj(SyncObj):
     """SyncObj plus lease publication, leader stickiness and key-failure counting."""
 
     def __init__(self, self_address: str, others: List[str], conf: SyncObjConf,
-                 consumer: _MachineConsumer, timing: RaftTiming, on_reject: Callable[[], None],
+                 consumer: _MachineConsumer, timing: RaftTiming, on_reject: Callable[[str], None],
                  publish: Callable[["RaftStatus"], None]) -> None:
         self._timing = timing
         self._last_leader_contact = 0.0
@@ -380,6 +534,8 @@ class RaftNode:
         self.machine = StateMachine()
         self.status = RaftStatus(self_address=self.address)
         self.rejected_packets = 0
+        self._last_reject_log = -math.inf
+        self._unlogged_rejects = 0
         self.elections = 0
         self.last_election: Optional[float] = None
         self._listeners: List[Callable[[RaftStatus], None]] = []
@@ -509,8 +665,8 @@ class RaftNode:
     def _restored_on_tick(self, snapshot: Dict[str, Any]) -> None:
         self.reactor.callFromThread(self._mirror_restore, snapshot)
 
-    def _rejected_on_tick(self) -> None:
-        self.reactor.callFromThread(self._count_rejected)
+    def _rejected_on_tick(self, reason: str) -> None:
+        self.reactor.callFromThread(self._count_rejected, reason)
 
     def _published_on_tick(self, status: RaftStatus) -> None:
         previous = self.status
@@ -529,9 +685,16 @@ class RaftNode:
         for listener in self._state_listeners:
             listener()
 
-    def _count_rejected(self) -> None:
+    def _count_rejected(self, reason: str) -> None:
+        """Count a refused frame or connection; log it, at most once per REJECT_LOG_INTERVAL."""
         self.rejected_packets += 1
-        log.warn("rejected a cluster packet that failed authentication (wrong cluster key?)",
+        now = self.reactor.seconds()
+        if now - self._last_reject_log < REJECT_LOG_INTERVAL:
+            self._unlogged_rejects += 1
+            return
+        more = f" ({self._unlogged_rejects} more refused since the last report)" if self._unlogged_rejects else ""
+        self._last_reject_log, self._unlogged_rejects = now, 0
+        log.warn("refused cluster traffic: {reason}{more}", reason=reason, more=more,
                  event="raft_packet_rejected")
 
     def _status_changed(self, previous: RaftStatus, status: RaftStatus) -> None:

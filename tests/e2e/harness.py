@@ -144,8 +144,10 @@ class OpenGSLB:
     """The real ``twistd -n opengslb`` process on a config written to ``directory``."""
 
     def __init__(self, directory: Path, config_text: str, dns_host: str = "127.0.0.1",
-                 dns_port: Optional[int] = None, extra_args: Optional[List[str]] = None) -> None:
+                 dns_port: Optional[int] = None, extra_args: Optional[List[str]] = None,
+                 nofile: Optional[int] = None) -> None:
         self.directory = directory
+        self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) of the process, like `ulimit -n`
         self.dns_host = dns_host
         self.dns_port = dns_port or free_port(dns_host)
         self.config_path = directory / "config.yaml"
@@ -167,10 +169,16 @@ class OpenGSLB:
         self.process = subprocess.Popen(
             twistd_command() + ["-n", "--pidfile=", "opengslb", "--config", str(self.config_path)]
             + self.extra_args,
-            stdout=self._log, stderr=subprocess.STDOUT, env=child_env(), cwd=str(self.directory))
+            stdout=self._log, stderr=subprocess.STDOUT, env=child_env(), cwd=str(self.directory),
+            preexec_fn=None if self.nofile is None else self._limit_files)
         if wait:
             self.wait_answering()
         return self
+
+    def _limit_files(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def wait_answering(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout

@@ -153,3 +153,36 @@ def _demo_answers(node):
     if reply.rcode() != dns.rcode.NOERROR:
         return None
     return {node.address("app.demo.test") for _ in range(6)}
+
+
+HUGE = "9" * 400
+
+
+def test_validate_huge_numbers_prints_lines_not_a_traceback(tmp_path):
+    """A 400-digit TTL and a 400-digit interval (and a number too long for Python to read at all)
+    are file:line problems: exit 1, no traceback (issue 11)."""
+    path = write(tmp_path / "huge.yaml", f"""\
+regions:
+  - name: r1
+    servers: [{{address: 127.0.0.1, port: 9}}]
+    health_check:
+      interval: {HUGE}
+      timeout: {HUGE}s
+domains:
+  - {{name: a.example.test, regions: [r1], ttl: {HUGE}}}
+""")
+    result = opengslb("--validate", "--config", path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"{path}:5: regions[0].health_check.interval: must be at most 24h (got a 400-digit number of seconds)",
+        f"{path}:6: regions[0].health_check.timeout: invalid duration"
+        " '9999999999999999999999999999999999999'...: longer than 64 characters",
+        f"{path}:8: domains[0].ttl: must be between 0 and 2147483647 (got a 400-digit number)",
+    ]
+
+    write(tmp_path / "huge.yaml", f"dns:\n  default_ttl: {'9' * 5000}\n")
+    result = opengslb("--validate", "--config", path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stdout.strip() == f"{path}:2: invalid YAML: a number longer than 4300 digits cannot be read"

@@ -123,3 +123,45 @@ def test_json_log_lines_and_text_format(gslb_factory, backends):
     lines = text_node.log().splitlines()
     assert lines and not any(line.startswith("{") for line in lines)
     assert any("[info]" in line for line in lines)
+
+
+def test_reload_of_huge_numbers_names_the_line(gslb_factory, backends):
+    """A reload (SIGHUP or POST /config/reload) of a file with a 400-digit TTL or interval fails with
+    file:line problems (no traceback, no line-less 422) and the old configuration keeps serving."""
+    import http.client
+
+    from tests.e2e.harness import free_port
+
+    server = backends(HTTPBackend("127.0.1.50"))
+    port = free_port()
+    api = f"api: {{enabled: true, address: '127.0.0.1:{port}', tokens: [reload-token]}}\n"
+    node = gslb_factory(render([server], "round-robin") + api)
+    huge = "9" * 400
+    bad = (render([server], "round-robin").replace("interval: 1s", f"interval: {huge}")
+           + f"  - {{name: big.example.test, regions: [r1], ttl: {huge}}}\n" + api)
+    node.write_config(bad)
+    lines = bad.splitlines()
+    interval_line = next(i for i, line in enumerate(lines, 1) if "interval:" in line)
+    ttl_line = next(i for i, line in enumerate(lines, 1) if "ttl:" in line)
+    expected = [
+        f"{node.config_path}:{interval_line}: regions[0].health_check.interval: must be at most 24h"
+        " (got a 400-digit number of seconds)",
+        f"{node.config_path}:{ttl_line}: domains[1].ttl: must be between 0 and 2147483647"
+        " (got a 400-digit number)",
+    ]
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("POST", "/api/v1/config/reload", body=b"",
+                       headers={"Authorization": "Bearer reload-token"})
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert response.status == 422, body
+    assert body["problems"] == expected
+
+    node.signal(signal.SIGHUP)
+    wait_until(lambda: node.log().count("configuration reload failed") >= 4, 5)
+    log = node.log()
+    assert all(problem in log for problem in expected)
+    assert "Traceback" not in log and "OverflowError" not in log
+    assert node.address("main.example.test") == server.host

@@ -182,3 +182,21 @@ def test_cli_validate_prints_ok_or_every_problem(tmp_path):
     result = run_cli("--config", str(bad))
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.splitlines()[0].startswith(f"opengslb agent: {bad}: holds a secret")
+
+
+@pytest.mark.parametrize("extra, service, expected", [
+    ("heartbeat_interval: 50ms\n", "", "agent.yaml:6: heartbeat_interval: must be at least 100ms (got 50ms)"),
+    ("heartbeat_interval: 2h\n", ", ttl: 5h", "agent.yaml:6: heartbeat_interval: must be at most 1h (got 2h)"),
+    ("", ", ttl: 169h", "agent.yaml:5: services[0].ttl: must be at most 168h (got 169h)"),
+    ("", ", ttl: " + "9" * 400,
+     "agent.yaml:5: services[0].ttl: must be at most 168h (got a 400-digit number of seconds)"),
+    ("", ", weight: " + "9" * 400,
+     "agent.yaml:5: services[0].weight: must be between 0 and 1000 (got a 400-digit number)"),
+    ("predictive_health: {error_rate: {window: 25h}}\n", "",
+     "agent.yaml:6: predictive_health.error_rate.window: must be at most 24h (got 25h)"),
+])
+def test_durations_and_numbers_are_bounded(extra, service, expected):
+    """The agent's durations have floors and ceilings (a ttl at most the API's 7 days), and huge
+    numbers are short problems with their line, never a traceback."""
+    text = MINIMAL.replace("port: 8080}", f"port: 8080{service}}}") + extra
+    assert problems(text) == [expected]

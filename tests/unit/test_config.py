@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import ipaddress
 import os
 import textwrap
@@ -1033,3 +1034,152 @@ def test_problems_in_a_loaded_file_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value).startswith(f"{path}:1: logging.level: unknown log level 'loud'")
+
+
+# --- numbers and durations: range-checked, never a traceback (issue 11) ---------------------
+
+BIG = "9" * 400
+
+
+def test_huge_numbers_are_problems_with_lines() -> None:
+    """A 400-digit TTL, duration, percentage or port is a file:line problem with a short message."""
+    found = problems(
+        f"""\
+        dns:
+          listen_address: ":{BIG}"
+          default_ttl: {BIG}
+        regions:
+          - name: r1
+            servers: [{{address: 192.0.2.1, port: {BIG}}}]
+            health_check:
+              interval: {BIG}
+              timeout: {BIG}s
+        domains:
+          - {{name: a.example, regions: [r1], ttl: -{BIG}}}
+        cluster:
+          predictive_health:
+            cpu: {{threshold: {BIG}, bleed_duration: {BIG}}}
+        """
+    )
+    assert found == [
+        "config.yaml:2: dns.listen_address: ':99999999999999999999999999999999999999999999999999999999'...:"
+        " port 9999999999... (400 digits) is outside 1-65535",
+        "config.yaml:3: dns.default_ttl: must be between 0 and 2147483647 (got a 400-digit number)",
+        "config.yaml:6: regions[0].servers[0].port: must be between 1 and 65535 (got a 400-digit number)",
+        "config.yaml:8: regions[0].health_check.interval: must be at most 24h (got a 400-digit number of seconds)",
+        "config.yaml:9: regions[0].health_check.timeout: invalid duration"
+        " '9999999999999999999999999999999999999'...: longer than 64 characters",
+        "config.yaml:11: domains[0].ttl: must be between 0 and 2147483647 (got a 400-digit number)",
+        "config.yaml:14: cluster.predictive_health.cpu.threshold:"
+        " must be a percentage above 0 and at most 100 (got a 400-digit number)",
+        "config.yaml:14: cluster.predictive_health.cpu.bleed_duration:"
+        " must be at most 24h (got a 400-digit number of seconds)",
+    ]
+
+
+def test_number_too_long_to_read_is_a_syntax_problem_with_its_line() -> None:
+    """Python refuses to convert integers of more than 4300 digits; that is a problem, not a traceback,
+    on the fast reader and on ruamel's (a tag sends the file there)."""
+    for text in (f"dns:\n  default_ttl: {'9' * 5000}\n", f"dns:\n  default_ttl: !!int {'9' * 5000}\n"):
+        assert only_problem(text) == (
+            "config.yaml:2: invalid YAML: a number longer than 4300 digits cannot be read"
+        )
+
+
+def test_ttl_bounds_follow_rfc_2181() -> None:
+    """TTLs are 0..2^31-1 (RFC 2181 §8): both ends accepted, one past refused."""
+    text = REGION + "domains:\n  - {name: a.example, regions: [r1], ttl: TTL}\n"
+    assert parse(text.replace("TTL", "0")).domains[0].ttl == 0
+    assert parse(text.replace("TTL", str(2**31 - 1))).domains[0].ttl == 2**31 - 1
+    assert only_problem(text.replace("TTL", str(2**31))) == (
+        "config.yaml:6: domains[0].ttl: must be between 0 and 2147483647 (got 2147483648)"
+    )
+
+
+@pytest.mark.parametrize(
+    "section, value, expected",
+    [
+        ("regions[0].health_check.interval", "50ms", "must be at least 100ms (got 50ms)"),
+        ("regions[0].health_check.interval", "25h", "must be at most 24h (got 25h)"),
+        ("regions[0].health_check.timeout", "2h", "must be at most 1h (got 2h)"),
+        ("cluster.raft.heartbeat_timeout", "10ms", "must be at least 50ms (got 10ms)"),
+        ("cluster.raft.heartbeat_timeout", "2m", "must be at most 1m (got 2m)"),
+        ("cluster.raft.election_timeout", "50ms", "must be at least 100ms (got 50ms)"),
+        ("cluster.raft.election_timeout", "61s", "must be at most 1m (got 1m1s)"),
+        ("cluster.raft.snapshot_interval", "500ms", "must be at least 1s (got 500ms)"),
+        ("cluster.raft.snapshot_interval", "169h", "must be at most 168h (got 169h)"),
+        ("cluster.predictive_health.cpu.bleed_duration", "86401", "must be at most 24h (got 86401s)"),
+        ("cluster.predictive_health.error_rate.window", "500ms", "must be at least 1s (got 500ms)"),
+        ("cluster.predictive_health.error_rate.window", "1441m", "must be at most 24h (got 24h1m)"),
+        ("cluster.overwatch.external_check_interval", "10ms", "must be at least 100ms (got 10ms)"),
+        ("cluster.overwatch.external_check_interval", "48h", "must be at most 24h (got 48h)"),
+    ],
+)
+def test_duration_bounds(section: str, value: str, expected: str) -> None:
+    """Each duration setting has a floor and a ceiling of its own; the message names both values."""
+    *parents, key = section.replace("regions[0]", "regions").split(".")
+    text = "".join(f"{'  ' * i}{p}:\n" for i, p in enumerate(parents)) + f"{'  ' * len(parents)}{key}: {value}\n"
+    if parents[0] == "regions":
+        text = text.replace("regions:\n  health_check:\n",
+                            "regions:\n  - name: r1\n    servers: []\n    health_check:\n").replace(
+            f"    {key}: {value}", f"      {key}: {value}")
+    found = only_problem(text)
+    assert found.split(": ", 2)[1:] == [section, expected], found
+
+
+@pytest.mark.parametrize(
+    "section, value",
+    [
+        ("regions[0].health_check.interval", "24h"),
+        ("regions[0].health_check.interval", "100ms"),
+        ("cluster.raft.heartbeat_timeout", "50ms"),
+        ("cluster.raft.election_timeout", "1m"),
+        ("cluster.raft.snapshot_interval", "168h"),
+        ("cluster.overwatch.external_check_interval", "100ms"),
+    ],
+)
+def test_duration_bounds_are_inclusive(section: str, value: str) -> None:
+    """The limits themselves are accepted."""
+    *parents, key = section.replace("regions[0]", "regions").split(".")
+    if parents[0] == "regions":
+        text = f"regions:\n  - name: r1\n    servers: []\n    health_check: {{{key}: {value}, timeout: 10ms}}\n"
+    else:
+        text = "".join(f"{'  ' * i}{p}:\n" for i, p in enumerate(parents)) + f"{'  ' * len(parents)}{key}: {value}\n"
+    parse(text)
+
+
+_HOSTILE = ["9" * 400, "-" + "9" * 400, "1e400", "-.inf", ".nan", "9" * 400 + "s", "'" + "1h" * 40 + "'",
+            "2001-12-14", "{a: 1}"]
+
+
+def _leaves(data: object, path: tuple = ()) -> List[tuple]:
+    if isinstance(data, dict):
+        return [leaf for key, value in data.items() for leaf in _leaves(value, path + (key,))]
+    if isinstance(data, list) and data:
+        return [leaf for i, value in enumerate(data) for leaf in _leaves(value, path + (i,))]
+    return [path]
+
+
+def test_hostile_value_in_any_setting_is_a_problem_with_a_line() -> None:
+    """Every setting of the reference file, set in turn to huge, infinite, NaN, over-long or
+    wrongly typed values: always a ConfigError whose problems all carry a line, never another
+    exception."""
+    reference = Path(__file__).resolve().parents[2] / "etc" / "opengslb" / "config.yaml"
+    yaml = YAML()
+    base = YAML(typ="safe").load(reference.read_text())
+    leaves = _leaves(base)
+    assert len(leaves) > 50
+    for leaf in leaves:
+        data = YAML(typ="safe").load(reference.read_text())
+        target = data
+        for step in leaf[:-1]:
+            target = target[step]
+        target[leaf[-1]] = "@HOSTILE@"
+        out = io.StringIO()
+        yaml.dump(data, out)
+        for value in _HOSTILE:
+            text = out.getvalue().replace("@HOSTILE@", value)
+            try:
+                parse_config(text, "c.yaml")
+            except ConfigError as error:
+                assert all(p.line is not None for p in error.problems), (leaf, value, error)

@@ -118,14 +118,31 @@ def test_outside_every_zone_is_refused():
 
 
 def test_domain_outside_zones_is_its_own_apex():
-    """A domain outside the configured zones is its own apex with a default SOA."""
+    """A domain outside the configured zones is its own apex: its SOA and NS name the
+    configured zones' name servers (RFC 1034 §4.2.1), the first one as MNAME."""
     responder, _ = make_responder()
     _, reply = ask(responder, "standalone.example.org", "SOA")
     assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
     soa = reply.answer[0][0]
-    assert soa.mname.to_text() == "ns1.standalone.example.org."
+    assert soa.mname.to_text() == "ns1.gslb.example.com."
+    assert soa.rname.to_text() == "hostmaster.standalone.example.org."
+    _, reply = ask(responder, "standalone.example.org", "NS")
+    assert sorted(r.target.to_text() for r in reply.answer[0]) == ["ns.other-provider.net.",
+                                                                  "ns1.gslb.example.com."]
     _, reply = ask(responder, "x.standalone.example.org")
     assert reply.rcode() == dns.rcode.NXDOMAIN
+
+
+def test_without_any_name_server_the_apex_names_itself():
+    """With no name server configured anywhere, an implicit apex is its own NS and SOA MNAME:
+    a name that exists and this server answers (RFC 1034 §4.2.1 wants both)."""
+    responder, _ = make_responder(sample_config(nameservers=()))
+    _, reply = ask(responder, "standalone.example.org", "NS")
+    assert [r.target.to_text() for r in reply.answer[0]] == ["standalone.example.org."]
+    _, reply = ask(responder, "standalone.example.org", "SOA")
+    assert reply.answer[0][0].mname.to_text() == "standalone.example.org."
+    _, reply = ask(responder, "standalone.example.org", "A")
+    assert reply.answer[0][0].address == "198.51.100.10"
 
 
 def test_apex_soa_and_ns_with_glue():
