@@ -162,10 +162,6 @@ class BoundedChannel(HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         super().allHeadersReceived()
-        limit = self.site.limits().max_body_bytes
-        if self.length is not None and self.length > limit:
-            self._refuse(Refusal(413, f"the request body is larger than {limit} bytes"))
-            return
         request = self.requests[-1]
         # What Request.requestReceived sets once the body is in; the gate needs it now.
         request.method, request.uri, request.clientproto = self._command, self._path, self._version
@@ -173,6 +169,10 @@ class BoundedChannel(HTTPChannel):
         refusal = self.site.gate(request)
         if refusal is not None:
             self._refuse(refusal)
+            return
+        limit = self.site.limits().max_body_bytes
+        if self.length is not None and self.length > limit:
+            self._refuse(Refusal(413, f"the request body is larger than {limit} bytes"))
 
     def rawDataReceived(self, data: bytes) -> None:
         if self._refused:
@@ -248,8 +248,9 @@ class BoundedSite(Site):
     def buildProtocol(self, addr: Any) -> Optional[BoundedChannel]:  # type: ignore[override]
         source = str(getattr(addr, "host", ""))
         if not self.rate.take():
+            # Serve this one (it is accepted already: closing it would reset a
+            # client that did nothing wrong) but accept no more for a moment.
             self._pause_accepting()
-            return None
         if not self.limiter.acquire(source):
             return None  # the port closes the socket unread
         channel: BoundedChannel = super().buildProtocol(addr)

@@ -2,11 +2,15 @@
 
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import time
 from collections import Counter
 
 import dns.flags
+import dns.message
+import dns.query
 import dns.rcode
 import pytest
 
@@ -181,3 +185,69 @@ def test_sigterm_exits_cleanly(gslb_factory, backends):
     node.signal(signal.SIGTERM)
     assert node.process.wait(timeout=10) in (0, -signal.SIGTERM)
     assert "Traceback" not in node.log()
+
+
+def _connect(node, source, timeout=2.0):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.bind((source, 0))
+    sock.connect((node.dns_host, node.dns_port))
+    return sock
+
+
+def _closed_by_server(sock, wait=0.5):
+    """True when the server closes ``sock`` (EOF or reset) within ``wait`` seconds unprompted."""
+    sock.settimeout(wait)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_tcp_connection_caps(gslb_factory, backends):
+    """Over dns.tcp_max_connections_per_source, connections are closed on accept; other sources
+    and UDP still get answers; over dns.tcp_max_connections every new one is closed until a slot
+    frees (issue 11)."""
+    a = backends(HTTPBackend("127.0.0.97"))
+    node = gslb_factory(config(http_region("r1", [(a, None)]), "  - {name: c.example.test, regions: [r1]}",
+                               extra="  tcp_max_connections: 6\n  tcp_max_connections_per_source: 3"))
+    held = [_connect(node, "127.0.0.5") for _ in range(8)]
+    closed = [_closed_by_server(sock) for sock in held]
+    assert closed.count(False) == 3 and closed.count(True) == 5, closed
+    reply = dns.query.tcp(dns.message.make_query("c.example.test", "A"), node.dns_host, port=node.dns_port,
+                          timeout=2, source="127.0.0.6")
+    assert reply.rcode() == dns.rcode.NOERROR and reply.answer
+    assert node.address("c.example.test") == a.host  # UDP
+    held += [_connect(node, "127.0.0.7") for _ in range(3)]  # 6 open now: the listener is full
+    assert not any(_closed_by_server(sock, 0.3) for sock in held[-3:])
+    assert _closed_by_server(_connect(node, "127.0.0.8"))
+    assert node.address("c.example.test") == a.host
+    for sock in held:
+        sock.close()
+    wait_until(lambda: node.query("c.example.test", tcp=True).rcode() == dns.rcode.NOERROR, 5)
+    assert "refused" in node.log() and "Traceback" not in node.log()
+
+
+def test_worst_case_packets_leave_the_server_answering(gslb_factory, backends):
+    """The 64 KB maximal-label-count query over UDP and TCP gets FORMERR (<= 512 bytes over UDP)
+    and a valid query right after is answered within 100 ms (issue 12 row 1)."""
+    a = backends(HTTPBackend("127.0.0.98"))
+    node = gslb_factory(config(http_region("r1", [(a, None)]), "  - {name: w.example.test, regions: [r1]}"))
+    labels = (65507 - 17) // 2
+    data = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\x01a" * labels + b"\x00\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(2)
+        udp.sendto(data, (node.dns_host, node.dns_port))
+        reply = udp.recv(65535)
+    assert len(reply) <= 512 and dns.message.from_wire(reply).rcode() == dns.rcode.FORMERR
+    tcp = _connect(node, "127.0.0.1")
+    tcp.sendall(struct.pack("!H", len(data)) + data)
+    (length,) = struct.unpack("!H", tcp.recv(2))
+    assert dns.message.from_wire(tcp.recv(length)).rcode() == dns.rcode.FORMERR
+    tcp.close()
+    started = time.monotonic()
+    assert node.address("w.example.test") == a.host
+    assert time.monotonic() - started < 0.1
+    assert "bytes of receive buffer" in node.log()

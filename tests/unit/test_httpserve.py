@@ -209,3 +209,33 @@ def test_limiter_reads_its_caps_per_accept():
     limiter.release("a")
     limiter.release("b")
     assert limiter.open == 0 and limiter.held_by("a") == 0
+
+
+class FakePort:
+    """Records stopReading/startReading of the listening port."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.reading = True
+
+    def stopReading(self) -> None:
+        self.reading = False
+
+    def startReading(self) -> None:
+        self.reading = True
+
+
+def test_past_the_connection_rate_the_listener_pauses_then_resumes():
+    """max_connection_rate 4/s: the 5th connection is served but accepting pauses ~1/4 s."""
+    site, _, reactor = make_site(ListenerLimits(max_connection_rate=4.0))
+    site.port = FakePort()
+    for i in range(4):
+        assert connect(site, f"127.0.0.{i + 1}") is not None
+    assert site.port.reading
+    assert connect(site, "127.0.0.9") is not None, "an accepted socket is served, not reset"
+    assert not site.port.reading
+    reactor.advance(0.24)
+    assert not site.port.reading
+    reactor.advance(0.02)
+    assert site.port.reading
