@@ -209,7 +209,7 @@ class BoundedChannel(HTTPChannel):
             transport.loseConnection()
         self._lingering = self.site.reactor.callLater(LINGER_SECONDS, transport.abortConnection)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Any = None) -> None:
         self._stop_deadline()
         if self._lingering is not None and self._lingering.active():
             self._lingering.cancel()

@@ -1,9 +1,17 @@
 """The OpenAPI 3.1 document served at ``/api/v1/openapi.json``.
 
 It describes exactly the routes :class:`~opengslb.api.app.GslbAPI` serves
-(a unit test compares it with the Klein URL map) and the exact shape of each
-reply: objects list every field they carry and allow no others, so a reply
-that grows a field without the document growing it fails the tests.
+(a unit test compares it with the Klein URL map), the exact shape of each
+reply (objects list every field they carry and allow no others, so a reply
+that grows a field without the document growing it fails the tests), and
+exactly what each request may carry: a request the document allows is never
+refused as malformed (400), and one it does not allow always is (or is
+refused earlier: 401, 403, 404, 409, 413).  Text formats (IP addresses,
+durations, member addresses) are given as ``pattern``s that the server
+itself matches (:mod:`opengslb.api.patterns`); bounds, required fields,
+nullability and closed objects (``additionalProperties: false``) mirror the
+checks in :mod:`opengslb.api.app`.  ``tests/e2e/test_api_fuzz_e2e.py`` runs
+schemathesis over the real server to keep it so.
 """
 
 from __future__ import annotations
@@ -12,6 +20,16 @@ import copy
 from typing import Any, Dict, List, Optional
 
 from opengslb import __version__
+from opengslb.api.patterns import (
+    IP_ADDRESS,
+    MEMBER_ADDRESS,
+    NON_BLANK,
+    SIGNAL_NUMBER_MAX,
+    UNUSABLE_ADDRESS,
+    anchored,
+    duration,
+)
+from opengslb.state.machine import MAX_ID, MAX_TEXT, SIGNAL_REASONS
 
 Schema = Dict[str, Any]
 
@@ -38,9 +56,42 @@ _TIMESTAMP: Schema = {"type": ["string", "null"], "format": "date-time",
 _PORT: Schema = {"type": "integer", "minimum": 1, "maximum": 65535}
 _WEIGHT_SOURCE: Schema = {"enum": ["config", "registration", "override"],
                           "description": "where the weight before any bleed comes from"}
-_DURATION: Schema = {"oneOf": [{"type": "string", "examples": ["30s", "1h", "1m30s"]},
-                               {"type": "integer", "minimum": 1}],
-                     "description": "a duration: \"30s\"-style text or integer seconds"}
+
+#: Longest ttl of an override, in seconds (366 days).
+OVERRIDE_TTL_MAX = 366 * 86400
+#: Longest ttl of a registration, in seconds (7 days).
+SERVICE_TTL_MAX = 7 * 86400
+#: Longest agent id of a registration, in characters.
+AGENT_MAX = 128
+
+
+def _duration(maximum: int) -> Schema:
+    """A request duration from 1 s to ``maximum`` seconds: text or integer seconds."""
+    hours = maximum // 3600
+    return {
+        "oneOf": [
+            {"type": "string", "pattern": anchored(duration(maximum)),
+             "examples": ["30s", "90s", "5m", "1h30m", "1m30.5s"]},
+            {"type": "integer", "minimum": 1, "maximum": maximum, "description": "seconds"},
+        ],
+        "description": (f"a duration from 1s to {hours}h: integer seconds, or text of whole h, m "
+                        "and s parts in that order (seconds may have up to 9 decimals); minutes "
+                        "and seconds after a larger unit are under 60 (\"90s\", \"1m30s\", "
+                        f"\"1h30m\", \"{hours}h\")"),
+    }
+
+
+_IP_TEXT: Schema = {"type": "string", "pattern": anchored(IP_ADDRESS),
+                    "description": "an IPv4 or IPv6 address, in any spelling (no zone)"}
+_SERVER_ADDRESS: Schema = {**_IP_TEXT, "not": {"pattern": UNUSABLE_ADDRESS},
+                           "description": "the server's IPv4 or IPv6 address, in any spelling (no "
+                                          "zone); not unspecified (0.0.0.0, ::) or multicast"}
+_MEMBER_ADDRESS: Schema = {"type": "string", "pattern": anchored(MEMBER_ADDRESS),
+                           "description": "a member's cluster address: IPv4:port or [IPv6]:port"}
+_MEMBER_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
+_SIGNAL_NUMBER: Schema = {"type": "number", "minimum": 0, "maximum": SIGNAL_NUMBER_MAX,
+                          "description": "percent, as the agent measures it"}
+_SIGNAL_REASON: Schema = {"enum": list(SIGNAL_REASONS)}
 
 _SCHEMAS: Dict[str, Schema] = {
     "Error": {
@@ -147,9 +198,15 @@ _SCHEMAS: Dict[str, Schema] = {
     },
     "Leader": _obj({"leader": {"type": "boolean"}, "node_name": {"type": "string"},
                     "leader_address": _NULLABLE_STRING}),
-    "JoinRequest": {"type": "object", "properties": {"address": {"type": "string"}, "name": {"type": "string"}},
-                    "required": ["address"]},
-    "RemoveRequest": {"type": "object", "properties": {"address": {"type": "string"}, "name": {"type": "string"}}},
+    "JoinRequest": {"type": "object",
+                    "properties": {"address": _MEMBER_ADDRESS,
+                                   "name": {**_MEMBER_NAME, "description": "accepted, not used"}},
+                    "required": ["address"], "additionalProperties": False},
+    "RemoveRequest": {"type": "object",
+                      "properties": {"address": _MEMBER_ADDRESS, "name": _MEMBER_NAME},
+                      "anyOf": [{"required": ["address"]}, {"required": ["name"]}],
+                      "additionalProperties": False,
+                      "description": "the member's address or its name (the address wins when both are given)"},
     "Membership": {"type": "object", "properties": {
         "address": {"type": "string"}, "joined": {"type": "boolean"}, "removed": {"type": "boolean"},
         "message": {"type": "string"}}, "required": ["address"]},
@@ -167,12 +224,16 @@ _SCHEMAS: Dict[str, Schema] = {
     "OverrideRequest": {
         "type": "object",
         "properties": {
-            "weight": {"type": "integer", "minimum": 0, "maximum": 1000},
-            "enabled": {"type": "boolean"},
-            "reason": {"type": "string", "minLength": 1},
-            "ttl": _DURATION,
+            "weight": {"type": "integer", "minimum": 0, "maximum": 1000,
+                       "description": "replaces the server's weight (absent: keep it)"},
+            "enabled": {"type": "boolean", "description": "false removes the server from answers"},
+            "reason": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": NON_BLANK,
+                       "description": "why (not blank)"},
+            "ttl": {**_duration(OVERRIDE_TTL_MAX), "description": "how long the override lasts "
+                    "(absent: until deleted); " + _duration(OVERRIDE_TTL_MAX)["description"]},
         },
         "required": ["reason"],
+        "anyOf": [{"required": ["weight"]}, {"required": ["enabled"]}],
         "additionalProperties": False,
         "description": "weight and/or enabled is required; replaces any existing override",
     },
@@ -222,14 +283,15 @@ _SCHEMAS: Dict[str, Schema] = {
     "ServiceRequest": {
         "type": "object",
         "properties": {
-            "region": {"type": "string"},
-            "address": {"type": "string", "description": "IPv4 or IPv6 address"},
+            "region": {"type": "string", "minLength": 1, "description": "a configured region (404 otherwise)"},
+            "address": _SERVER_ADDRESS,
             "port": _PORT,
             "weight": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100},
-            "ttl": _DURATION,
+            "ttl": {**_duration(SERVICE_TTL_MAX), "description": "expiry without heartbeats; "
+                    + _duration(SERVICE_TTL_MAX)["description"]},
             "healthy": {"type": ["boolean", "null"],
-                        "description": "the agent's claim; absent: judged by the region's checks"},
-            "agent": {"type": ["string", "null"], "maxLength": 128},
+                        "description": "the agent's claim; absent or null: judged by the region's checks"},
+            "agent": {"type": ["string", "null"], "maxLength": AGENT_MAX},
         },
         "required": ["region", "address", "port", "ttl"],
         "additionalProperties": False,
@@ -238,20 +300,24 @@ _SCHEMAS: Dict[str, Schema] = {
     "HeartbeatRequest": {
         "type": "object",
         "properties": {
-            "healthy": {"type": ["boolean", "null"], "description": "absent: no claim"},
-            "signal": {
-                "type": "object",
-                "properties": {
-                    "type": {"enum": ["bleed", "clear"]},
-                    "reason": {"enum": ["cpu_high", "memory_high", "error_rate_high"]},
-                    "value": {"type": "number"},
-                    "threshold": {"type": "number"},
-                },
-                "required": ["type"],
-                "additionalProperties": False,
-            },
+            "healthy": {"type": ["boolean", "null"], "description": "the claim; absent or null: no claim"},
+            "signal": {"oneOf": [
+                {"type": "object",
+                 "properties": {"type": {"const": "bleed"}, "reason": _SIGNAL_REASON,
+                                "value": _SIGNAL_NUMBER, "threshold": _SIGNAL_NUMBER},
+                 "required": ["type", "reason", "value", "threshold"],
+                 "additionalProperties": False,
+                 "description": "ask to be bled: reason's value is above its threshold"},
+                {"type": "object",
+                 "properties": {"type": {"const": "clear"}, "reason": _SIGNAL_REASON,
+                                "value": _SIGNAL_NUMBER, "threshold": _SIGNAL_NUMBER},
+                 "required": ["type"],
+                 "additionalProperties": False,
+                 "description": "back under every threshold; the other fields are informative"},
+            ], "description": "the predictive signal (absent: none)"},
         },
         "additionalProperties": False,
+        "description": "the body is required; {} renews without a claim",
     },
     "Deregistered": _obj({"id": {"type": "string"}, "deregistered": {"const": True}}),
     "Reloaded": _obj({
@@ -271,48 +337,59 @@ def _error(description: str) -> Schema:
     return _json(description, _ref("Error"))
 
 
-def _get(summary: str, ok: Schema, **more: Schema) -> Schema:
-    responses = {"200": _json("OK", ok), **more,
-                 "403": _error("the source address is not in api.allowed_networks"),
-                 "500": _error("unexpected error (logged)")}
-    return {"get": {"summary": summary, "responses": responses}}
+_BAD_REQUEST = "the request path (after %-decoding) or Host header is not UTF-8"
+_FORBIDDEN = "the source address is not in api.allowed_networks"
+_SCOPES = {"drain": "a token of scope drain (api.drain_tokens) or admin (api.tokens)",
+           "admin": "a token of scope admin (api.tokens)"}
 
 
-def _post(summary: str, request: str, ok: str, more: Dict[str, Schema]) -> Schema:
-    """A token-protected POST with a JSON body."""
-    responses = {"200": _json("OK", _ref(ok)),
-                 "400": _error("the body is not what this route takes"),
-                 "401": _error("missing or invalid bearer token, or no api.tokens configured"),
-                 "403": _error("the source address is not in api.allowed_networks"),
-                 **more,
-                 "503": _error("the change could not be committed (no leader, timeout)"),
-                 "500": _error("unexpected error (logged)")}
-    return {"post": {"summary": summary, "security": [{"bearerAuth": []}],
-                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
-                     "responses": responses}}
-
-
-_REGION_ADDRESS = [
-    {"name": "region", "in": "path", "required": True, "schema": {"type": "string"}},
-    {"name": "address", "in": "path", "required": True, "schema": {"type": "string"},
-     "description": "the server's IP address"},
-]
-_SERVICE_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-
-
-def _write(summary: str, ok: Schema, errors: Dict[str, str], request: Optional[str] = None,
-           parameters: Optional[List[Schema]] = None, ok_status: str = "200",
-           more: Optional[Dict[str, Schema]] = None) -> Schema:
-    """A token-protected write of the runtime state (PUT, POST or DELETE)."""
-    responses: Dict[str, Schema] = {ok_status: _json("OK", ok), **(more or {})}
-    responses.update({status: _error(text) for status, text in errors.items()})
-    responses.update({
-        "401": _error("missing or invalid bearer token, or no api.tokens configured"),
-        "403": _error("the source address is not in api.allowed_networks"),
-        "503": _error("the write could not be committed (no leader, timeout, disk); nothing changed"),
+def _common(bad_request: str = _BAD_REQUEST, forbidden: str = _FORBIDDEN) -> Dict[str, Schema]:
+    """The replies every operation can get, whatever it is."""
+    return {
+        "400": _error(bad_request),
+        "403": _error(forbidden),
+        "408": _error("the request did not arrive within api.request_timeout"),
+        "413": _error("the request body is larger than api.max_body_bytes"),
         "500": _error("unexpected error (logged)"),
-    })
-    operation: Schema = {"summary": summary, "security": [{"bearerAuth": []}], "responses": responses}
+    }
+
+
+def _unauthorized() -> Schema:
+    """401 with its challenge header."""
+    reply = _error("missing or invalid bearer token, or no API tokens configured")
+    reply["headers"] = {"WWW-Authenticate": {"required": True, "schema": {"const": "Bearer"}}}
+    return reply
+
+
+def _read(summary: str, ok: Schema, parameters: Optional[List[Schema]] = None,
+          runtime: bool = False, **more: Schema) -> Schema:
+    """A GET: no token needed."""
+    responses: Dict[str, Schema] = {"200": _json("OK", ok), **_common(), **more}
+    if runtime:
+        responses["503"] = _error("runtime state is not available")
+    operation: Schema = {"summary": summary, "responses": dict(sorted(responses.items()))}
+    if parameters:
+        operation["parameters"] = copy.deepcopy(parameters)
+    return operation
+
+
+def _write(summary: str, scope: str, ok: Schema, errors: Dict[str, str], request: Optional[str] = None,
+           parameters: Optional[List[Schema]] = None, ok_status: str = "200",
+           more: Optional[Dict[str, Schema]] = None, bad_request: str = "") -> Schema:
+    """A token-protected write (PUT, POST or DELETE) needing a token of ``scope``."""
+    forbidden = f"{_FORBIDDEN}, or the token's scope is not enough (this call needs {_SCOPES[scope]})"
+    responses: Dict[str, Schema] = {ok_status: _json("OK", ok), **(more or {})}
+    responses.update(_common(f"{bad_request}; or {_BAD_REQUEST}" if bad_request else _BAD_REQUEST,
+                             forbidden))
+    responses.update({status: _error(text) for status, text in errors.items()})
+    responses["401"] = _unauthorized()
+    operation: Schema = {
+        "summary": summary,
+        "description": f"Needs {_SCOPES[scope]}.",
+        "security": [{"bearerAuth": []}],
+        "x-token-scope": scope,
+        "responses": dict(sorted(responses.items())),
+    }
     if request is not None:
         operation["requestBody"] = {"required": True,
                                     "content": {"application/json": {"schema": _ref(request)}}}
@@ -321,111 +398,142 @@ def _write(summary: str, ok: Schema, errors: Dict[str, str], request: Optional[s
     return operation
 
 
-def _read(summary: str, ok: Schema, parameters: Optional[List[Schema]] = None,
-          **more: Schema) -> Schema:
-    operation = _get(summary, ok, **more, **{"503": _error("runtime state is not available")})["get"]
-    if parameters:
-        operation["parameters"] = copy.deepcopy(parameters)
-    return operation
+_REGION_ADDRESS = [
+    {"name": "region", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+     "description": "a configured region (404 otherwise)"},
+    {"name": "address", "in": "path", "required": True, "schema": _IP_TEXT,
+     "description": "the server's IP address (400 when it is not one)"},
+]
+_SERVICE_ID = [{"name": "id", "in": "path", "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID},
+                "description": "the id POST /api/v1/services answered (404 for any other)"}]
+_NOT_COMMITTED = "the write could not be committed (no leader, timeout, disk); nothing changed"
 
 
 def _runtime_paths() -> Dict[str, Schema]:
     """Overrides and registered services (SPEC §9)."""
     return {
         "/api/v1/overrides": {"get": _read("Every override in force",
-                                           _list_of("overrides", _ref("Override")))},
+                                           _list_of("overrides", _ref("Override")), runtime=True)},
         "/api/v1/overrides/{region}/{address}": {
-            "get": _read("The override of one server", _ref("Override"), _REGION_ADDRESS,
-                         **{"400": _error("the address is not an IP address"),
+            "get": _read("The override of one server", _ref("Override"), _REGION_ADDRESS, runtime=True,
+                         **{"400": _error(f"the address is not an IP address; or {_BAD_REQUEST}"),
                             "404": _error("unknown region, or no override")}),
             "put": _write("Set (replace) the override of one server; effective in answers "
-                          "within a second", _ref("Override"),
-                          {"400": "bad body: weight outside 0-1000, no weight/enabled, no reason, "
-                                  "bad ttl, unknown field",
-                           "404": "unknown region, or the address is not a server of it"},
-                          "OverrideRequest", _REGION_ADDRESS),
-            "delete": _write("Remove the override of one server", _ref("Override"),
-                             {"400": "the address is not an IP address",
-                              "404": "unknown region, or no override"},
-                             parameters=_REGION_ADDRESS),
+                          "within a second", "drain", _ref("Override"),
+                          {"404": "unknown region, or the address is not a server of it",
+                           "503": _NOT_COMMITTED},
+                          "OverrideRequest", _REGION_ADDRESS,
+                          bad_request="the address is not an IP address, or the body is not an "
+                                      "OverrideRequest (no body, not JSON, weight outside 0-1000, no "
+                                      "weight/enabled, blank reason, bad ttl, a null, an unknown field)"),
+            "delete": _write("Remove the override of one server", "drain", _ref("Override"),
+                             {"404": "unknown region, or no override", "503": _NOT_COMMITTED},
+                             parameters=_REGION_ADDRESS, bad_request="the address is not an IP address"),
         },
         "/api/v1/services": {
             "get": _read("Registered services with claim, signal, veto and expiry",
-                         _list_of("services", _ref("Service"))),
+                         _list_of("services", _ref("Service")), runtime=True),
             "post": _write("Register a service (201 with a new id; 200 with the same id when "
-                           "region+address+port is already registered)", _ref("ServiceId"),
-                           {"400": "bad body: unknown region, bad address, port, weight or ttl",
-                            "409": "the address is a configured server of that region"},
+                           "region+address+port is already registered)", "drain", _ref("ServiceId"),
+                           {"404": "no configured region of that name",
+                            "409": "the address is a configured server of that region",
+                            "503": _NOT_COMMITTED},
                            "ServiceRequest", ok_status="201",
-                           more={"200": _json("already registered: the same id", _ref("ServiceId"))}),
+                           more={"200": _json("already registered: the same id", _ref("ServiceId"))},
+                           bad_request="the body is not a ServiceRequest (no body, not JSON, bad "
+                                       "address, port, weight or ttl, a null, an unknown field)"),
         },
         "/api/v1/services/{id}/heartbeat": {
-            "put": _write("Renew a registration with the agent's claim and predictive signal",
+            "put": _write("Renew a registration with the agent's claim and predictive signal", "drain",
                           _ref("Service"),
-                          {"400": "bad body", "404": "no such registration (expired: register again)"},
-                          "HeartbeatRequest", _SERVICE_ID),
+                          {"404": "no such registration (expired: register again)",
+                           "503": _NOT_COMMITTED},
+                          "HeartbeatRequest", _SERVICE_ID,
+                          bad_request="the body is not a HeartbeatRequest (no body, not JSON, bad "
+                                      "claim or signal, an unknown field)"),
         },
         "/api/v1/services/{id}": {
-            "delete": _write("Deregister a service", _ref("Deregistered"),
-                             {"404": "no such registration"}, parameters=_SERVICE_ID),
+            "delete": _write("Deregister a service", "drain", _ref("Deregistered"),
+                             {"404": "no such registration", "503": _NOT_COMMITTED},
+                             parameters=_SERVICE_ID),
         },
     }
+
+
+_DESCRIPTION = """\
+JSON everywhere: every reply is `application/json`, every error is
+`{"error": ..., "code": N}` with that HTTP status.
+
+Each request passes these checks in order, before its body is read:
+413 when its body is larger than `api.max_body_bytes`; 403 when the source
+address is not in `api.allowed_networks`; 501 for a method that is not an
+HTTP method (methods are case-sensitive: `put` is not `PUT`); 401 (with
+`WWW-Authenticate: Bearer`) for any method but GET and HEAD without a valid
+bearer token, on every path, served or not; then 404 for an unknown path,
+405 (with `Allow`) for a known path and another method, and 403 when the
+token's scope is not enough for the operation.
+
+Token scopes: `drain` tokens (`api.tokens` items `{token: ..., scope: drain}`)
+may set and delete overrides and register, renew and deregister services;
+`admin` tokens (plain `api.tokens` strings) may also reload the
+configuration and change cluster membership.  Each write operation names
+its scope in `x-token-scope`.
+
+Requests are described exactly: a request the document allows is never
+refused as malformed (400), and one it does not allow is refused (400, or
+earlier with 401, 403, 404, 409 or 413).  Request bodies are closed objects
+(unknown fields are refused), `null` is accepted only where a schema says so,
+and formatted text (IP addresses, durations, member addresses) must match
+its `pattern`, which is the expression the server matches."""
 
 
 def openapi_document() -> Dict[str, Any]:
     """The whole document as a JSON-ready dict (a new one each call)."""
     paths: Dict[str, Schema] = {
-        "/api/v1/live": _get("The process is running", _ref("Live")),
-        "/api/v1/ready": _get("Ready to serve: DNS listening and first health round done",
-                              _ref("Ready"), **{"503": _json("not ready", _ref("Ready"))}),
-        "/api/v1/health/servers": _get("Health of every server: per region, the configured servers "
-                                       "in configuration order, then the served registrations",
-                                       _list_of("servers", _ref("ServerHealth"))),
-        "/api/v1/health/regions": _get("Healthy/unhealthy counts per region",
-                                       _list_of("regions", _ref("RegionHealth"))),
-        "/api/v1/domains": _get("Configured domains with their algorithm, TTL and candidates",
-                                _list_of("domains", _ref("Domain"))),
-        "/api/v1/cluster/status": _get("Cluster mode, leadership and members",
-                                       _ref("ClusterStatus")),
-        "/api/v1/cluster/members": _get("Cluster members", _list_of("members", _ref("Member"))),
-        "/api/v1/cluster/leader": _get("Whether this node is the serving leader (for load-balancer checks)",
-                                       _ref("Leader"),
-                                       **{"503": _json("this node is not serving DNS", _ref("Leader"))}),
-        "/api/v1/cluster/join": _post("Add a member by its cluster address (idempotent)", "JoinRequest",
-                                      "Membership", {"409": _error("standalone mode")}),
-        "/api/v1/cluster/remove": _post("Remove a member by address or name; a leader hands over first",
-                                        "RemoveRequest", "Membership",
-                                        {"404": _error("no such member"), "409": _error("standalone mode")}),
+        "/api/v1/live": {"get": _read("The process is running", _ref("Live"))},
+        "/api/v1/ready": {"get": _read("Ready to serve: DNS listening and first health round done",
+                                       _ref("Ready"), **{"503": _json("not ready", _ref("Ready"))})},
+        "/api/v1/health/servers": {"get": _read(
+            "Health of every server: per region, the configured servers in configuration order, "
+            "then the served registrations", _list_of("servers", _ref("ServerHealth")))},
+        "/api/v1/health/regions": {"get": _read("Healthy/unhealthy counts per region",
+                                                _list_of("regions", _ref("RegionHealth")))},
+        "/api/v1/domains": {"get": _read("Configured domains with their algorithm, TTL and candidates",
+                                         _list_of("domains", _ref("Domain")))},
+        "/api/v1/cluster/status": {"get": _read("Cluster mode, leadership and members",
+                                                _ref("ClusterStatus"))},
+        "/api/v1/cluster/members": {"get": _read("Cluster members", _list_of("members", _ref("Member")))},
+        "/api/v1/cluster/leader": {"get": _read(
+            "Whether this node is the serving leader (for load-balancer checks)", _ref("Leader"),
+            **{"503": _json("this node is not serving DNS", _ref("Leader"))})},
+        "/api/v1/cluster/join": {"post": _write(
+            "Add a member by its cluster address (idempotent)", "admin", _ref("Membership"),
+            {"409": "standalone mode", "503": "the change could not be committed (no leader, timeout)"},
+            "JoinRequest", bad_request="the body is not a JoinRequest")},
+        "/api/v1/cluster/remove": {"post": _write(
+            "Remove a member by address or name; a leader hands over first", "admin", _ref("Membership"),
+            {"404": "no such member", "409": "standalone mode",
+             "503": "the change could not be committed (no leader, timeout)"},
+            "RemoveRequest", bad_request="the body is not a RemoveRequest")},
         **_runtime_paths(),
-        "/api/v1/openapi.json": _get("This document", {"type": "object"}),
-        "/api/v1/config/reload": {"post": {
-            "summary": "Re-read and apply the configuration file (same as SIGHUP)",
-            "security": [{"bearerAuth": []}],
-            "responses": {
-                "200": _json("the new configuration is running", _ref("Reloaded")),
-                "401": _error("missing or invalid bearer token, or no api.tokens configured"),
-                "403": _error("the source address is not in api.allowed_networks"),
-                "422": _error("the file is invalid; the previous configuration is still "
-                              "running; problems lists every error"),
-                "500": _error("unexpected error (logged)"),
-            },
-        }},
+        "/api/v1/openapi.json": {"get": _read("This document", {"type": "object"})},
+        "/api/v1/config/reload": {"post": _write(
+            "Re-read and apply the configuration file (same as SIGHUP); takes no body", "admin",
+            _ref("Reloaded"),
+            {"422": "the file is invalid; the previous configuration is still running; "
+                    "problems lists every error"})},
     }
     document = {
         "openapi": "3.1.0",
-        "info": {
-            "title": "OpenGSLB API",
-            "version": __version__,
-            "description": (
-                "JSON everywhere. Every error is {\"error\": ..., \"code\": N}: 404 for an unknown "
-                "path, 405 (with Allow) for a known path and another method, 403 when the source "
-                "address is not allowed (checked first, for every path), 401 (with "
-                "WWW-Authenticate: Bearer) for a state-changing call without a valid token."),
-        },
+        "info": {"title": "OpenGSLB API", "version": __version__, "description": _DESCRIPTION},
         "paths": paths,
         "components": {
             "schemas": _SCHEMAS,
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": "Authorization: Bearer <token>; tokens have scope drain or admin "
+                               "(see x-token-scope on each write)"}},
         },
     }
     return copy.deepcopy(document)

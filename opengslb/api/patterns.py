@@ -16,8 +16,9 @@ would let through, is refused as the document's readers refuse it).
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import List
+from typing import List, Pattern
 
 __all__ = [
     "IPV4", "IPV6", "IP_ADDRESS", "UNUSABLE_ADDRESS", "MEMBER_ADDRESS", "NON_BLANK",
@@ -134,8 +135,9 @@ def anchored(pattern: str) -> str:
     return f"^{pattern}$"
 
 
-def _full(pattern: str, text: object) -> bool:
-    return isinstance(text, str) and re.fullmatch(pattern, text) is not None
+@functools.lru_cache(maxsize=8)
+def _duration_regex(maximum: int) -> Pattern[str]:
+    return re.compile(duration(maximum))
 
 
 _IP = re.compile(IP_ADDRESS)
@@ -160,4 +162,4 @@ def is_member_address(text: object) -> bool:
 
 def is_duration(text: object, maximum: int) -> bool:
     """True when ``text`` is a string matching :func:`duration` of ``maximum``."""
-    return _full(duration(maximum), text)
+    return isinstance(text, str) and _duration_regex(maximum).fullmatch(text) is not None

@@ -10,6 +10,8 @@ split, and records owned by the question name point back at it (``c0 0c``).
 Rules kept here, in one place:
 
 * the reply copies the ID, the opcode and RD; QR is set; AA as the answer says;
+  the question is repeated as received (for UPDATE only a well-formed zone
+  section: one SOA entry, RFC 2136 §3.1.1);
 * an OPT record is present exactly when the request had one (RFC 6891
   §6.1.1), also on FORMERR, NOTIMP and REFUSED; it advertises
   :data:`ADVERTISED_UDP_SIZE`, carries the upper bits of the rcode
@@ -38,6 +40,8 @@ MIN_UDP_SIZE = 512
 FORWARDED_OPTION = 65430  # private-use EDNS option marking a query relayed by a follower
 
 _QR, _AA, _TC = 0x8000, 0x0400, 0x0200
+OPCODE_UPDATE = 5
+_META_CLASSES = (254, 255)  # NONE, ANY
 _COPIED_FLAGS = 0x7900  # opcode and RD
 _HEADER = struct.Struct("!HHHHHH")
 _POINTER_LIMIT = 0x4000  # compression pointers reach the first 16 KiB only
@@ -124,6 +128,21 @@ def _records(question: Optional[Question], sections: Sequence[Sequence[dns.RRHea
     return strio.getvalue()
 
 
+def _echoable(request: Message) -> bool:
+    """Whether the reply may repeat the request's question.
+
+    Always, but for UPDATE (RFC 2136 §3.1.1), whose first section is the
+    zone section: one SOA-typed entry of a real class.  Anything else there
+    makes the request malformed, and echoing it would make our reply
+    malformed too, so such replies carry no question.
+    """
+    question = request.question
+    if question is None:
+        return False
+    return request.opcode != OPCODE_UPDATE or (question.qtype == dns.SOA
+                                                and question.qclass not in _META_CLASSES)
+
+
 def encode_reply(request: Message, rcode: int, *, authoritative: bool = False,
                  answers: Sequence[dns.RRHeader] = (), authority: Sequence[dns.RRHeader] = (),
                  additional: Sequence[dns.RRHeader] = (), limit: Optional[int] = None,
@@ -136,7 +155,7 @@ def encode_reply(request: Message, rcode: int, *, authoritative: bool = False,
     fit, every record section is emptied and TC set.  The question and the
     OPT record stay (with a 255-octet name they always fit in 512 bytes).
     """
-    question = request.question
+    question = request.question if _echoable(request) else None
     flags = _QR | (request.flags & _COPIED_FLAGS) | (_AA if authoritative else 0) | (rcode & 0xF)
     opt = _opt_for(request, rcode, nsid)
     qdcount = 1 if question is not None else 0

@@ -303,6 +303,18 @@ def test_row8_notimp_keeps_question_and_opt(served, opcode):
     assert message.ednsflags & dns.flags.DO
 
 
+def test_row8_update_with_a_malformed_zone_section_echoes_no_question(served):
+    """Row 8 (RFC 2136 §3.1.1: an UPDATE's zone section is one SOA entry): NOTIMP keeps the
+    OPT, but a zone section that is not one would make the reply malformed, so it is not echoed."""
+    query = make("app.gslb.test", "A", use_edns=0)
+    wire = bytearray(query.to_wire())
+    wire[2] = (wire[2] & 0x87) | (dns.opcode.UPDATE << 3)
+    reply = served.udp(bytes(wire))
+    message = parse(reply)  # dnspython reads UPDATE replies by RFC 2136 rules
+    assert message.rcode() == dns.rcode.NOTIMP and message.edns == 0 and not message.question
+    assert struct.unpack("!H", reply[4:6]) == (0,)
+
+
 def test_row8_formerr_keeps_question_and_opt(served):
     """Row 8 (RFC 6891 §6.1.1): FORMERR for trailing garbage still carries question and OPT."""
     query = make("app.gslb.test", use_edns=0)

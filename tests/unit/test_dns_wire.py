@@ -62,6 +62,7 @@ def valid_queries(draw):
                                    options=draw(st.sampled_from([None, [dns.edns.GenericOption(3, b"")],
                                                                  [dns.edns.GenericOption(10, b"x" * 8)]])))
     query.id = draw(st.integers(0, 0xFFFF))
+    query.set_opcode(draw(st.sampled_from([0, 0, 0, 0, 1, 2, 4, 5, 6, 15])))  # UPDATE's zone section too
     return query.to_wire(), name
 
 
