@@ -9,13 +9,20 @@ trials of:
   three nodes again);
 * ``stop``: SIGSTOP of the leader for 3 s, then SIGCONT;
 * ``partition`` (only with ``nft`` available and root): the leader's cluster
-  traffic is dropped by an nftables table this script creates and removes.
+  traffic is dropped by an nftables table this script creates and removes;
+* ``sigterm``: SIGTERM of the leader, which hands leadership over before it
+  exits; also reports how long the process took to exit and its exit code
+  (then restarts it);
+* ``quiet``: no fault: the share of 20 ms slots, over ``--quiet-seconds``,
+  in which the leader answered with data (a healthy cluster: 100%).
 
 Per trial it reports the outage — from the last data answer before the fault
 to the first data answer from a new leader — and any overlap, a 10 ms sample
 in which two nodes answered with data.
 
     python bench/failover.py --trials 10
+    python bench/failover.py --trials 5 --kinds sigterm
+    python bench/failover.py --trials 1 --kinds quiet --quiet-seconds 60
 """
 
 from __future__ import annotations
@@ -47,10 +54,11 @@ NFT_TABLE = "opengslb_failover_bench"
 
 
 class Prober:
-    """Queries every node each 10 ms; records (time, set of nodes that answered with data)."""
+    """Queries every node each ``interval`` (10 ms); records (time, set of nodes that answered with data)."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, interval: float = SAMPLE) -> None:
         self.cluster = cluster
+        self.interval = interval
         self.sockets: Dict[str, socket.socket] = {}
         for host in cluster.hosts:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -67,7 +75,7 @@ class Prober:
             except OSError:
                 pass
         answered = set()
-        deadline = started + SAMPLE * 0.8
+        deadline = started + self.interval * 0.8
         pending = dict(self.sockets)
         while pending and time.monotonic() < deadline:
             ready, _, _ = select.select(list(pending.values()), [], [], max(0.0, deadline - time.monotonic()))
@@ -96,7 +104,7 @@ class Prober:
             samples.append(self.sample())
             if predicate(samples):
                 break
-            time.sleep(max(0.0, SAMPLE - (time.monotonic() - samples[-1][0])))
+            time.sleep(max(0.0, self.interval - (time.monotonic() - samples[-1][0])))
         return samples
 
 
@@ -131,6 +139,38 @@ def settle(cluster: Cluster, timeout: float = 20.0) -> str:
     raise RuntimeError(f"the cluster did not settle: {summary}")
 
 
+def quiet(cluster: Cluster, seconds: float) -> Tuple[int, int, int]:
+    """Probe every node each 20 ms for ``seconds`` with no fault: (slots, slots with data, slots with two)."""
+    prober = Prober(cluster, interval=0.02)
+    samples = prober.run_until(lambda s: False, seconds)
+    return (len(samples), sum(1 for _, nodes in samples if nodes),
+            sum(1 for _, nodes in samples if len(nodes) > 1))
+
+
+def sigterm(cluster: Cluster, prober: Prober, leader: str) -> Tuple[Optional[float], float, float, int]:
+    """SIGTERM the leader: (outage, overlap, seconds until it exited, exit code)."""
+    node = cluster.nodes[leader]
+    process = node.process
+    assert process is not None
+    sent: List[float] = []
+
+    def fault() -> None:
+        sent.append(time.monotonic())
+        process.send_signal(signal.SIGTERM)
+
+    outage, overlap = measure(prober, fault, leader)
+    try:
+        code = process.wait(timeout=max(0.0, 30.0 - (time.monotonic() - sent[0])))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+        print(f"  {leader} still running 30 s after SIGTERM: killed", flush=True)
+    exited = time.monotonic() - sent[0]
+    node._log.close()
+    node.process = None
+    return outage, overlap, exited, code
+
+
 def nft(*args: str) -> None:
     subprocess.run(["nft", *args], check=True, capture_output=True)
 
@@ -153,7 +193,8 @@ def heal() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--kinds", default="kill,stop,partition")
+    parser.add_argument("--kinds", default="kill,stop,partition,sigterm")
+    parser.add_argument("--quiet-seconds", type=float, default=60.0)
     args = parser.parse_args()
     kinds = args.kinds.split(",")
     if "partition" in kinds and (shutil.which("nft") is None or os.geteuid() != 0):
@@ -163,14 +204,28 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="opengslb-failover-"))
     backend = HTTPBackend("127.0.3.200")
     cluster = Cluster(base, 3, backend.host, backend.port, subnet="127.0.200")
-    results: Dict[str, List[Tuple[Optional[float], float]]] = {k: [] for k in kinds}
+    results: Dict[str, List[Tuple[Optional[float], float]]] = {k: [] for k in kinds if k != "quiet"}
+    exits: List[Tuple[float, int]] = []
+    quiet_runs: List[Tuple[int, int, int]] = []
     try:
         cluster.bootstrap()
         prober = Prober(cluster)
         for trial in range(args.trials):
             for kind in kinds:
                 leader = settle(cluster)
-                if kind == "kill":
+                if kind == "quiet":
+                    slots, answered, dual = quiet(cluster, args.quiet_seconds)
+                    quiet_runs.append((slots, answered, dual))
+                    print(f"trial {trial + 1:2d} quiet     {answered}/{slots} slots answered with data "
+                          f"({100.0 * answered / max(1, slots):.2f}%), {dual} with two answers", flush=True)
+                    continue
+                if kind == "sigterm":
+                    outage, overlap, exited, code = sigterm(cluster, prober, leader)
+                    exits.append((exited, code))
+                    print(f"  {leader} exited {code} {exited:.2f}s after SIGTERM", flush=True)
+                    outcome = (outage, overlap)
+                    cluster.start(leader)
+                elif kind == "kill":
                     outcome = measure(prober, lambda leader=leader: cluster.kill(leader), leader)
                     cluster.start(leader)
                 elif kind == "stop":
@@ -199,6 +254,14 @@ def main() -> int:
         backend.stop()
         shutil.rmtree(base, ignore_errors=True)
 
+    for slots, answered, dual in quiet_runs:
+        print(f"\nquiet: {answered}/{slots} 20 ms slots answered with data ({100.0 * answered / max(1, slots):.2f}%), "
+              f"{dual} with two answers")
+    if exits:
+        times = [t for t, _ in exits]
+        print(f"\nsigterm exit: median {statistics.median(times):.2f}s, max {max(times):.2f}s, "
+              f"exit codes {sorted(set(c for _, c in exits))}, {sum(1 for t, c in exits if t <= 5 and c == 0)}"
+              f"/{len(exits)} exited 0 within 5 s")
     print("\nkind       trials  median outage  max outage  trials with overlap")
     for kind, outcomes in results.items():
         outages = [o for o, _ in outcomes if o is not None]

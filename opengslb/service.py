@@ -153,6 +153,22 @@ class GslbService(service.Service):
                           f"(leader: {self.raft.status.leader or 'none'})"
         return True, None
 
+    def started(self) -> bool:
+        """DNS is listening and the first round of health checks is done (systemd's READY)."""
+        return bool(self.dns_ports) and self.gslb.health.first_round_complete
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=: role, domains and healthy servers."""
+        config = self.gslb.config
+        states = self.gslb.health.states()
+        healthy = sum(1 for health in states.values() if health.healthy)
+        counts = f"{len(config.domains)} domains, {healthy}/{len(states)} servers healthy"
+        if self.raft is None:
+            return f"standalone: {counts}"
+        status = self.raft.status
+        role = "leader" if self.raft.serving() else status.state.lower()
+        return f"cluster {role} (term {status.term}, leader {status.leader or 'none'}): {counts}"
+
     def _on_sighup(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self.reloader.reload)
 

@@ -108,6 +108,8 @@ def makeService(options: Options) -> service.IService:
     gslb = GslbService(reactor, options.config, config_path=options["config"], adjust=adjust,
                        log_observer=options.log_holder)
     gslb.setServiceParent(root)
+    from opengslb.systemd import SystemdNotifier
+    SystemdNotifier(reactor, gslb.started, gslb.status_line).setServiceParent(root)
     if options["demo"]:
         from opengslb.demo import DemoBackends
         DemoBackends(reactor).setServiceParent(root)

@@ -22,6 +22,7 @@ import functools
 import ipaddress
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
@@ -46,8 +47,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from opengslb.api import auth
-from opengslb.api.openapi import openapi_document
+from opengslb.api import auth, patterns
+from opengslb.api.openapi import AGENT_MAX, OVERRIDE_TTL_MAX, SERVICE_TTL_MAX, openapi_document
 from opengslb.api.timefmt import rfc3339
 from opengslb.config.durations import parse_duration
 from opengslb.config.model import APIConfig, ServerConfig
@@ -65,8 +66,11 @@ log = Logger(namespace="opengslb.api")
 
 #: Methods that need no token (exact spelling: HTTP methods are case-sensitive).
 READ_METHODS = frozenset({b"GET", b"HEAD"})
-#: The methods of RFC 9110 (and PATCH); any other spelling is answered 501.
-HTTP_METHODS = READ_METHODS | {b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT"}
+#: The methods of RFC 9110, PATCH and QUERY (a registered method that clients such as
+#: schemathesis probe with: an unserved method on a known path is a 405, not a 501);
+#: any other spelling is answered 501.
+HTTP_METHODS = READ_METHODS | {b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT",
+                               b"QUERY"}
 
 INVALID_CONFIG = "configuration is invalid; the previous configuration is still running"
 
@@ -484,13 +488,13 @@ class GslbAPI:
         _only(body, ("weight", "enabled", "reason", "ttl"))
         weight = _weight_field(body, "weight", None)
         enabled = body.get("enabled")
-        if enabled is not None and not isinstance(enabled, bool):
-            raise APIError(400, "enabled must be true or false")
+        if "enabled" in body and not isinstance(enabled, bool):
+            raise APIError(400, "enabled must be true or false (leave it out to keep the server enabled)")
         if weight is None and enabled is None:
             raise APIError(400, "an override needs weight and/or enabled")
         reason = body.get("reason")
-        if not isinstance(reason, str) or not reason.strip():
-            raise APIError(400, "reason is required: say why (a non-empty string)")
+        if not isinstance(reason, str) or not re.search(patterns.NON_BLANK, reason):
+            raise APIError(400, "reason is required: say why (a string that is not blank)")
         if len(reason) > MAX_TEXT:
             raise APIError(400, f"reason is longer than {MAX_TEXT} characters")
         ttl = _duration_field(body, "ttl", required=False, maximum=MAX_OVERRIDE_TTL)
@@ -531,21 +535,21 @@ class GslbAPI:
         region = body.get("region")
         if not isinstance(region, str) or not region:
             raise APIError(400, "region is required (a configured region name)")
-        self._known_region(region, 400)
         if "address" not in body:
             raise APIError(400, "address is required (an IP address)")
         address = _address(body["address"], "address")
-        port = body.get("port")
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        port = _integer(body.get("port"))
+        if port is None or not 1 <= port <= 65535:
             raise APIError(400, "port is required: an integer from 1 to 65535")
         weight = _weight_field(body, "weight", 100)
-        ttl = _duration_field(body, "ttl", required=True, minimum=1.0, maximum=MAX_SERVICE_TTL)
+        ttl = _duration_field(body, "ttl", required=True, maximum=MAX_SERVICE_TTL)
         healthy = body.get("healthy")
         if healthy is not None and not isinstance(healthy, bool):
-            raise APIError(400, "healthy must be true, false or absent (no claim)")
+            raise APIError(400, "healthy must be true, false, null or absent (no claim)")
         agent = body.get("agent")
         if agent is not None and (not isinstance(agent, str) or len(agent) > MAX_AGENT):
             raise APIError(400, f"agent must be a string of at most {MAX_AGENT} characters")
+        self._known_region(region, 404)
         if any(s.address == address for s in self._gslb.config.region(region).servers):
             raise APIError(409, f"{address} is a configured server of region {region}; "
                                 "a registration cannot replace it")
@@ -568,8 +572,8 @@ class GslbAPI:
         _only(body, ("healthy", "signal"))
         healthy = body.get("healthy")
         if healthy is not None and not isinstance(healthy, bool):
-            raise APIError(400, "healthy must be true, false or absent (no claim)")
-        signal = _signal(body.get("signal"))
+            raise APIError(400, "healthy must be true, false, null or absent (no claim)")
+        signal = _signal(body["signal"]) if "signal" in body else None
         d = runtime.heartbeat(id, healthy, signal)
         return _shielded(d).addCallbacks(lambda record: _service_json(runtime, record), _write_failed)
 
@@ -599,18 +603,22 @@ class GslbAPI:
     def cluster_join(self, request: Request) -> "Deferred[Dict[str, Any]]":
         """Add a member by its cluster address (idempotent)."""
         body = self._json_body(request)
-        address = body.get("address")
-        if not isinstance(address, str) or ":" not in address:
-            raise APIError(400, 'body must be {"address": "host:port", "name"?: "..."}')
-        return self._membership(request, self._cluster.join(address, body.get("name")))
+        _only(body, ("address", "name"))
+        if "address" not in body:
+            raise APIError(400, 'body must be {"address": "ip:port", "name"?: "..."}')
+        address = _member_address(body["address"])
+        name = _member_name(body)
+        return self._membership(request, self._cluster.join(address, name))
 
     @_route(app, "/api/v1/cluster/remove", "POST")
     def cluster_remove(self, request: Request) -> "Deferred[Dict[str, Any]]":
         """Remove a member by address or name; a leader hands leadership over first."""
         body = self._json_body(request)
-        address, name = body.get("address"), body.get("name")
-        if not isinstance(address, str) and not isinstance(name, str):
-            raise APIError(400, 'body must be {"address": "host:port"} or {"name": "..."}')
+        _only(body, ("address", "name"))
+        if "address" not in body and "name" not in body:
+            raise APIError(400, 'body must be {"address": "ip:port"} or {"name": "..."}')
+        address = _member_address(body["address"]) if "address" in body else None
+        name = _member_name(body)
         return self._membership(request, self._cluster.remove(address, name))
 
     def _membership(self, request: Request, d: "Deferred[Dict[str, Any]]") -> "Deferred[Dict[str, Any]]":
@@ -623,12 +631,16 @@ class GslbAPI:
         return d.addErrback(failed)
 
     def _json_body(self, request: Request) -> Dict[str, Any]:
-        """The request's body as a JSON object (an empty body reads as ``{}``); 400/413 otherwise."""
+        """The request's body as a JSON object: 400 when it is missing (every route that
+        reads one requires it, as the document says), not JSON or not an object; 413
+        when it is larger than ``api.max_body_bytes``."""
         limit = self._settings().max_body_bytes
         raw = request.content.read(limit + 1)  # type: ignore[union-attr]
         if len(raw) > limit:
             raise APIError(413, f"the request body is larger than {limit} bytes")
-        return parse_json_object(raw or b"{}")
+        if not raw.strip():
+            raise APIError(400, "a JSON object body is required (Content-Type: application/json)")
+        return parse_json_object(raw)
 
     # -- configuration ---------------------------------------------------------
 
@@ -753,9 +765,10 @@ def _routing_error(request: Request, error: HTTPException) -> APIError:
 
 # -- runtime-state request checks and reply shapes ---------------------------------
 
-MAX_OVERRIDE_TTL = 366 * 86400.0
-MAX_SERVICE_TTL = 7 * 86400.0
-MAX_AGENT = 128
+#: Bounds of request fields (the document states the same: opengslb.api.openapi).
+MAX_OVERRIDE_TTL = OVERRIDE_TTL_MAX
+MAX_SERVICE_TTL = SERVICE_TTL_MAX
+MAX_AGENT = AGENT_MAX
 
 
 def _write_failed(failure: Failure) -> Any:
@@ -776,82 +789,125 @@ def _only(body: Mapping[str, Any], allowed: Sequence[str]) -> None:
             raise APIError(400, f"unknown field {key!r} (expected: {', '.join(allowed)})")
 
 
+def _integer(value: Any) -> Optional[int]:
+    """``value`` as an int when it is a JSON integer (``5`` or ``5.0``, as JSON Schema counts
+    integers), else ``None`` (booleans are not integers)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _address(value: Any, what: str) -> str:
-    """``value`` as a canonical, usable server IP address; 400 otherwise."""
-    if isinstance(value, str):
-        try:
-            address = ipaddress.ip_address(value.strip())
-        except ValueError:
-            pass
-        else:
-            if address.is_unspecified or address.is_multicast:
-                raise APIError(400, f"{what} {address} is not a usable server address")
-            return str(address)
-    raise APIError(400, f"{what} must be an IP address, not {json.dumps(value)[:60]}")
+    """``value`` as a canonical, usable server IP address; 400 otherwise.
+
+    Accepted exactly when the document's pattern for it matches
+    (:data:`opengslb.api.patterns.IP_ADDRESS`, not
+    :data:`~opengslb.api.patterns.UNUSABLE_ADDRESS`): no surrounding spaces,
+    no IPv6 zone, not unspecified, not multicast.
+    """
+    if not patterns.is_ip_address(value):
+        raise APIError(400, f"{what} must be an IP address, not {json.dumps(value)[:60]}")
+    if not patterns.is_usable_address(value):
+        raise APIError(400, f"{what} {value} is not a usable server address (unspecified or multicast)")
+    return str(ipaddress.ip_address(value))
 
 
 def _path_address(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise APIError(400, f"{value!r} is not an IP address") from None
+    """A path's address segment in canonical form; 400 unless it matches the document's pattern."""
+    if not patterns.is_ip_address(value):
+        raise APIError(400, f"{value[:60]!r} is not an IP address")
+    return str(ipaddress.ip_address(value))
 
 
 def _weight_field(body: Mapping[str, Any], key: str, default: Optional[int]) -> Optional[int]:
-    value = body.get(key)
-    if value is None:
+    """``body[key]``: an integer 0-1000, ``default`` when absent; 400 for anything else (null too)."""
+    if key not in body:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
-        raise APIError(400, f"{key} must be an integer from 0 to 1000 (got {json.dumps(value)[:40]})")
-    return int(value)
+    value = _integer(body[key])
+    if value is None or not 0 <= value <= 1000:
+        raise APIError(400, f"{key} must be an integer from 0 to 1000 (got {json.dumps(body[key])[:40]})")
+    return value
 
 
-def _duration_field(body: Mapping[str, Any], key: str, required: bool, minimum: float = 0.0,
-                    maximum: float = MAX_SERVICE_TTL) -> Optional[float]:
-    """A request duration: ``"30s"``-style text or integer seconds (SPEC §9)."""
-    value = body.get(key)
-    if value is None:
+def _duration_field(body: Mapping[str, Any], key: str, required: bool, maximum: int) -> Optional[float]:
+    """``body[key]`` in seconds: integer seconds from 1 to ``maximum``, or text matching
+    :func:`opengslb.api.patterns.duration` (which keeps it within the same bounds).
+
+    ``None`` when absent and not ``required``; 400 for anything else (null too).
+    """
+    shape = (f"a duration from 1s to {maximum // 3600}h: integer seconds or text such as "
+             "\"30s\", \"5m\" or \"1h30m\"")
+    if key not in body:
         if required:
-            raise APIError(400, f"{key} is required: a duration such as \"30s\" or integer seconds")
+            raise APIError(400, f"{key} is required: {shape}")
         return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    try:
-        if not isinstance(value, (str, int)):
-            raise ValueError("expected a duration such as \"30s\" or integer seconds")
-        seconds = parse_duration(value)
-    except ValueError as error:
-        raise APIError(400, f"{key}: {error}") from None
-    if seconds <= 0 or seconds < minimum:
-        raise APIError(400, f"{key} must be at least {max(minimum, 0.001):g}s")
-    if seconds > maximum:
-        raise APIError(400, f"{key} must be at most {maximum:g}s")
-    return seconds
+    value = body[key]
+    if isinstance(value, str):
+        if not patterns.is_duration(value, maximum):
+            raise APIError(400, f"{key} must be {shape} (got {json.dumps(value)[:40]})")
+        try:
+            return parse_duration(value, maximum=maximum)
+        except ValueError as error:  # not reached: the pattern admits only what parses in range
+            raise APIError(400, f"{key}: {error}") from None
+    seconds = _integer(value)
+    if seconds is None or not 1 <= seconds <= maximum:
+        raise APIError(400, f"{key} must be {shape} (got {json.dumps(value)[:40]})")
+    return float(seconds)
 
 
-def _signal(value: Any) -> Optional[Dict[str, Any]]:
-    """A heartbeat's predictive signal, checked: ``{"type": "bleed", reason, value, threshold}``
-    or ``{"type": "clear"}``; ``None`` when absent."""
-    if value is None:
-        return None
+def _signal(value: Any) -> Dict[str, Any]:
+    """A heartbeat's predictive signal, checked: ``{"type": "bleed", reason, value, threshold}``,
+    or ``{"type": "clear"}`` with the same fields optional (informative, as the agent sends them).
+
+    The reason must be one of :data:`SIGNAL_REASONS`, the numbers 0 to
+    :data:`~opengslb.api.patterns.SIGNAL_NUMBER_MAX`; 400 otherwise.
+    """
     if not isinstance(value, dict):
         raise APIError(400, "signal must be an object")
     _only(value, ("type", "reason", "value", "threshold"))
     kind = value.get("type")
-    if kind == "clear":
-        return {"type": "clear"}
-    if kind != "bleed":
+    if kind not in ("bleed", "clear"):
         raise APIError(400, "signal.type must be \"bleed\" or \"clear\"")
-    reason = value.get("reason")
-    if reason not in SIGNAL_REASONS:
+    if "reason" in value and value["reason"] not in SIGNAL_REASONS:
         raise APIError(400, f"signal.reason must be one of {', '.join(SIGNAL_REASONS)}")
     numbers = {}
     for key in ("value", "threshold"):
-        number = value.get(key)
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
-            raise APIError(400, f"signal.{key} must be a number")
+        if key not in value:
+            continue
+        number = value[key]
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not (
+                0 <= number <= patterns.SIGNAL_NUMBER_MAX):
+            raise APIError(400, f"signal.{key} must be a number from 0 to {patterns.SIGNAL_NUMBER_MAX}")
         numbers[key] = float(number)
-    return {"type": "bleed", "reason": reason, **numbers}
+    if kind == "clear":
+        return {"type": "clear"}
+    for key in ("reason", "value", "threshold"):
+        if key not in value:
+            raise APIError(400, f"signal.{key} is required for a bleed signal")
+    return {"type": "bleed", "reason": value["reason"], **numbers}
+
+
+def _member_address(value: Any) -> str:
+    """A member's cluster address (``ip:port`` or ``[ipv6]:port``) in canonical form; 400 otherwise."""
+    if not patterns.is_member_address(value):
+        raise APIError(400, 'address must be a member\'s cluster address "ip:port" or "[ipv6]:port"')
+    host, _, port = str(value).rpartition(":")
+    canonical = str(ipaddress.ip_address(host.strip("[]")))
+    return f"[{canonical}]:{int(port)}" if ":" in canonical else f"{canonical}:{int(port)}"
+
+
+def _member_name(body: Mapping[str, Any]) -> Optional[str]:
+    """``body["name"]``: ``None`` when absent, else a string of 1 to MAX_TEXT characters; 400 otherwise."""
+    if "name" not in body:
+        return None
+    name = body["name"]
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_TEXT:
+        raise APIError(400, f"name must be a string of 1 to {MAX_TEXT} characters")
+    return name
 
 
 def _override_json(override: Mapping[str, Any]) -> Dict[str, Any]:

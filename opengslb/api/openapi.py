@@ -362,12 +362,20 @@ def _unauthorized() -> Schema:
 
 
 def _read(summary: str, ok: Schema, parameters: Optional[List[Schema]] = None,
-          runtime: bool = False, **more: Schema) -> Schema:
-    """A GET: no token needed."""
-    responses: Dict[str, Schema] = {"200": _json("OK", ok), **_common(), **more}
+          runtime: bool = False, more: Optional[Dict[str, Schema]] = None) -> Schema:
+    """A GET: no token needed.
+
+    Its ``security`` says so (``{}``) and also lists ``bearerAuth``: a token
+    may be sent (it is not checked on reads), and every method but GET and
+    HEAD is refused 401 without one, on every path, before routing; a client
+    (or schemathesis) reading the document thus expects 401 rather than 405
+    for another method on a read-only path when it has no token.
+    """
+    responses: Dict[str, Schema] = {"200": _json("OK", ok), **_common(), **(more or {})}
     if runtime:
         responses["503"] = _error("runtime state is not available")
-    operation: Schema = {"summary": summary, "responses": dict(sorted(responses.items()))}
+    operation: Schema = {"summary": summary, "security": [{}, {"bearerAuth": []}],
+                         "responses": dict(sorted(responses.items()))}
     if parameters:
         operation["parameters"] = copy.deepcopy(parameters)
     return operation
@@ -417,8 +425,8 @@ def _runtime_paths() -> Dict[str, Schema]:
                                            _list_of("overrides", _ref("Override")), runtime=True)},
         "/api/v1/overrides/{region}/{address}": {
             "get": _read("The override of one server", _ref("Override"), _REGION_ADDRESS, runtime=True,
-                         **{"400": _error(f"the address is not an IP address; or {_BAD_REQUEST}"),
-                            "404": _error("unknown region, or no override")}),
+                         more={"400": _error(f"the address is not an IP address; or {_BAD_REQUEST}"),
+                               "404": _error("unknown region, or no override")}),
             "put": _write("Set (replace) the override of one server; effective in answers "
                           "within a second", "drain", _ref("Override"),
                           {"404": "unknown region, or the address is not a server of it",
@@ -493,7 +501,7 @@ def openapi_document() -> Dict[str, Any]:
     paths: Dict[str, Schema] = {
         "/api/v1/live": {"get": _read("The process is running", _ref("Live"))},
         "/api/v1/ready": {"get": _read("Ready to serve: DNS listening and first health round done",
-                                       _ref("Ready"), **{"503": _json("not ready", _ref("Ready"))})},
+                                       _ref("Ready"), more={"503": _json("not ready", _ref("Ready"))})},
         "/api/v1/health/servers": {"get": _read(
             "Health of every server: per region, the configured servers in configuration order, "
             "then the served registrations", _list_of("servers", _ref("ServerHealth")))},
@@ -506,7 +514,7 @@ def openapi_document() -> Dict[str, Any]:
         "/api/v1/cluster/members": {"get": _read("Cluster members", _list_of("members", _ref("Member")))},
         "/api/v1/cluster/leader": {"get": _read(
             "Whether this node is the serving leader (for load-balancer checks)", _ref("Leader"),
-            **{"503": _json("this node is not serving DNS", _ref("Leader"))})},
+            more={"503": _json("this node is not serving DNS", _ref("Leader"))})},
         "/api/v1/cluster/join": {"post": _write(
             "Add a member by its cluster address (idempotent)", "admin", _ref("Membership"),
             {"409": "standalone mode", "503": "the change could not be committed (no leader, timeout)"},

@@ -301,7 +301,7 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
                  message_deadline: float = TCP_MESSAGE_DEADLINE) -> None:
         self._responder = responder
         if clock is not None:
-            self.callLater = clock.callLater  # TimeoutMixin schedules with it too
+            self.callLater = clock.callLater  # type: ignore[method-assign,assignment]  # TimeoutMixin uses it too
         self._on_close = on_close
         self._message_deadline = message_deadline
         self._deadline: Optional[IDelayedCall] = None

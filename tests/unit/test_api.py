@@ -761,7 +761,7 @@ def test_override_ttl_in_integer_seconds_and_ipv6_addresses_are_normalised():
     ("/api/v1/overrides/east/192.0.2.10", {"weight": 5}, 400, "reason is required"),
     ("/api/v1/overrides/east/192.0.2.10", {"weight": 5, "reason": " "}, 400, "reason is required"),
     ("/api/v1/overrides/east/192.0.2.10", {"enabled": "no", "reason": "x"}, 400, "enabled must be"),
-    ("/api/v1/overrides/east/192.0.2.10", {"weight": 5, "reason": "x", "ttl": "5 minutes"}, 400, "ttl:"),
+    ("/api/v1/overrides/east/192.0.2.10", {"weight": 5, "reason": "x", "ttl": "5 minutes"}, 400, "ttl must be"),
     ("/api/v1/overrides/east/192.0.2.10", {"weight": 5, "reason": "x", "ttl": 0}, 400, "ttl must be"),
     ("/api/v1/overrides/east/192.0.2.10", {"weight": 5, "reason": "x", "tll": "1h"}, 400,
      "unknown field 'tll'"),
@@ -850,7 +850,7 @@ def test_registration_without_claim_reports_check_judgement():
 
 
 @pytest.mark.parametrize("body, status, message", [
-    ({"region": "nowhere", "address": "192.0.2.60", "port": 80, "ttl": "30s"}, 400,
+    ({"region": "nowhere", "address": "192.0.2.60", "port": 80, "ttl": "30s"}, 404,
      "unknown region 'nowhere'"),
     ({"address": "192.0.2.60", "port": 80, "ttl": "30s"}, 400, "region is required"),
     ({"region": "east", "address": "192.0.2.300", "port": 80, "ttl": "30s"}, 400,
@@ -863,9 +863,9 @@ def test_registration_without_claim_reports_check_judgement():
     ({"region": "east", "address": "192.0.2.60", "port": 80, "ttl": "30s", "weight": 1001}, 400,
      "weight must be an integer from 0 to 1000"),
     ({"region": "east", "address": "192.0.2.60", "port": 80}, 400, "ttl is required"),
-    ({"region": "east", "address": "192.0.2.60", "port": 80, "ttl": "soon"}, 400, "ttl:"),
+    ({"region": "east", "address": "192.0.2.60", "port": 80, "ttl": "soon"}, 400, "ttl must be a duration"),
     ({"region": "east", "address": "192.0.2.60", "port": 80, "ttl": "500ms"}, 400,
-     "ttl must be at least 1s"),
+     "ttl must be a duration from 1s to 168h"),
     ({"region": "east", "address": "192.0.2.60", "port": 80, "ttl": 30, "healthy": "yes"}, 400,
      "healthy must be"),
     ({"region": "east", "address": "192.0.2.60", "port": 80, "ttl": 30, "agent": 7}, 400,
@@ -876,7 +876,8 @@ def test_registration_without_claim_reports_check_judgement():
      "192.0.2.10 is a configured server of region east"),
 ])
 def test_bad_registrations_are_4xx_json_and_store_nothing(body, status, message):
-    """Bad registrations answer 400 (or 409 for a configured server) and store nothing."""
+    """Bad registrations answer 400 (404 for an unknown region, 409 for a configured server)
+    and store nothing."""
     world = RuntimeWorld()
     result = world.send("POST", "/api/v1/services", body)
     assert result.status == status, result.body
