@@ -195,6 +195,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--kinds", default="kill,stop,partition,sigterm")
     parser.add_argument("--quiet-seconds", type=float, default=60.0)
+    parser.add_argument("--election-timeout", default="1s", help="cluster.raft.election_timeout")
     args = parser.parse_args()
     kinds = args.kinds.split(",")
     if "partition" in kinds and (shutil.which("nft") is None or os.geteuid() != 0):
@@ -203,7 +204,8 @@ def main() -> int:
 
     base = Path(tempfile.mkdtemp(prefix="opengslb-failover-"))
     backend = HTTPBackend("127.0.3.200")
-    cluster = Cluster(base, 3, backend.host, backend.port, subnet="127.0.200")
+    cluster = Cluster(base, 3, backend.host, backend.port, subnet="127.0.200",
+                      election_timeout=args.election_timeout)
     results: Dict[str, List[Tuple[Optional[float], float]]] = {k: [] for k in kinds if k != "quiet"}
     exits: List[Tuple[float, int]] = []
     quiet_runs: List[Tuple[int, int, int]] = []

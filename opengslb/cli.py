@@ -2,7 +2,8 @@
 
 ``opengslb [flags]`` runs the server exactly as ``twistd -n opengslb [flags]``
 does (same options, foreground, no pid file); ``opengslb demo`` runs the
-built-in demo; ``opengslb agent`` runs the backend agent.
+built-in demo; ``opengslb agent`` runs the backend agent; ``opengslb ctl``
+operates a running server through its API.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         run_agent(args[1:])
         return
+    if args[:1] == ["ctl"]:
+        from opengslb.ctl import main as run_ctl
+
+        sys.exit(run_ctl(args[1:]))
     if args[:1] == ["demo"]:
         args = ["--demo"] + args[1:]
         print("opengslb demo: DNS on 127.0.0.1:1053, backends on 127.0.0.11-13:8081\n"

@@ -89,7 +89,7 @@ def test_row1_worst_case_udp_packet_is_cheap_small_and_formerr(served, suffix):
         started = time.perf_counter()
         served.udp(data)
         costs.append(time.perf_counter() - started)
-    assert sorted(costs)[3] < 0.005, costs
+    assert sorted(costs)[3] < 0.005, costs  # the median: a pause of the machine is not the packet's cost
     tracemalloc.start()
     try:
         for _ in range(20):

@@ -15,7 +15,7 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opengslb.dns.server import refusal_of
@@ -215,17 +215,28 @@ def test_every_reply_parses_and_echoes_id_and_question(data):
     check_reply(data, SERVED.tcp(data), udp=False)
 
 
+def cost(ask, data):
+    """Seconds ``ask(data)`` takes: the fastest of up to five tries, so that a pause of the
+    machine (another process, the garbage collector) is not mistaken for the packet's cost."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        ask(data)
+        best = min(best, time.perf_counter() - started)
+        if best < 0.005:
+            break
+    return best
+
+
 @FUZZ
 @given(huge_packets())
 def test_maximal_label_count_packets_are_cheap(data):
-    """Packets up to 64 KB made of as many labels as fit are answered in < 5 ms, over UDP and TCP."""
-    for udp in (True, False):
-        started = time.perf_counter()
-        reply = SERVED.udp(data) if udp else SERVED.tcp(data)
-        elapsed = time.perf_counter() - started
-        check_reply(data, reply, udp)
-        assume(elapsed < 0.005 or len(data) < 600)  # a tiny packet slowed by the machine is not news
-        assert elapsed < 0.005, (len(data), elapsed)
+    """Packets up to 64 KB made of as many labels as fit are answered in < 5 ms, over UDP and
+    TCP, with well-formed replies."""
+    check_reply(data, SERVED.udp(data), udp=True)
+    check_reply(data, SERVED.tcp(data), udp=False)
+    assert cost(SERVED.udp, data) < 0.005, len(data)
+    assert cost(SERVED.tcp, data) < 0.005, len(data)
 
 
 def test_the_64k_worst_case_packet_over_both_transports():
@@ -233,10 +244,10 @@ def test_the_64k_worst_case_packet_over_both_transports():
     within 512 bytes in < 5 ms."""
     for size, udp in ((65507, True), (65535, False), (65507, False)):
         data = worst_case(size)
-        started = time.perf_counter()
-        reply = SERVED.udp(data) if udp else SERVED.tcp(data)
-        assert time.perf_counter() - started < 0.005
+        ask = SERVED.udp if udp else SERVED.tcp
+        reply = ask(data)
         assert dns.message.from_wire(reply).rcode() == dns.rcode.FORMERR and len(reply) <= 512
+        assert cost(ask, data) < 0.005
 
 
 @FUZZ
