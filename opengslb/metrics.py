@@ -160,9 +160,15 @@ class _GslbCollector(Collector):
 
         healthy = GaugeMetricFamily("opengslb_healthy_servers", "Healthy servers per region.",
                                     labels=["region"])
-        for region, count in _healthy_per_region(gslb).items():
+        servers = GaugeMetricFamily("opengslb_region_servers",
+                                    "Servers per region, healthy or not (configured and checked).",
+                                    labels=["region"])
+        healthy_counts, all_counts = _per_region(gslb)
+        for region, count in healthy_counts.items():
             healthy.add_metric([region], count)
+            servers.add_metric([region], all_counts.get(region, count))
         yield healthy
+        yield servers
 
         yield _counter("opengslb_routing_decisions_total", "Answers chosen by a routing algorithm.",
                        ["domain", "algorithm", "server"], stats.routing.items())
@@ -232,21 +238,24 @@ def _histogram(name: str, documentation: str, bounds: Sequence[float], counts: S
     return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=total)
 
 
-def _healthy_per_region(gslb: "Gslb") -> dict[str, int]:
-    """Healthy servers per region: every configured region is present (0 when none).
+def _per_region(gslb: "Gslb") -> tuple[dict[str, int], dict[str, int]]:
+    """(healthy, all) servers per region: every configured region is present (0 when none).
 
     Checked servers count by their verdict; a configured server with no
     verdict yet counts as healthy, the way DNS serves it.
     """
     states = gslb.health.states()
-    counts = {region.name: 0 for region in gslb.config.regions}
+    healthy = {region.name: 0 for region in gslb.config.regions}
+    total = dict(healthy)
     for key, health in states.items():
-        counts[key.region] = counts.get(key.region, 0) + (1 if health.healthy else 0)
+        healthy[key.region] = healthy.get(key.region, 0) + (1 if health.healthy else 0)
+        total[key.region] = total.get(key.region, 0) + 1
     for region in gslb.config.regions:
         for server in region.servers:
             if ServerKey(region.name, server.address, server.port) not in states:
-                counts[region.name] += 1
-    return counts
+                healthy[region.name] += 1
+                total[region.name] += 1
+    return healthy, total
 
 
 def metrics_gate(settings: Callable[[], MetricsConfig]) -> Gate:

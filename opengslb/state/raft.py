@@ -43,21 +43,25 @@ decrypts.  Incoming connections that have not authenticated within
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
 import struct
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from cryptography.fernet import InvalidToken
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.monotonic import monotonic as pysyncobj_clock
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 from pysyncobj.transport import TCPTransport
 from pysyncobj.utility import TcpUtility, UtilityException
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from opengslb.cluster.keys import raft_password
 from opengslb.config.model import ClusterConfig
@@ -69,6 +73,13 @@ log = Logger(namespace="opengslb.cluster")
 PYSYNCOBJ_VERSION = "0.3.17"
 MEMBERS_FILE = "members.json"
 LEADER_WAIT = 2.0  # a write waits this long for an election to produce a leader
+#: A leader that stops waits at most this long for a follower to take over (SIGTERM, removal).
+HANDOVER_TIMEOUT = 2.5
+#: A refused or unsuccessful handover request is repeated after this many seconds.
+HANDOVER_RETRY = 0.25
+HANDOVER_POLL = 0.01
+#: Stopping pysyncobj (closing its sockets, joining its tick thread) is awaited this long.
+DESTROY_TIMEOUT = 1.0
 JOURNAL_FILE = "raft.journal"
 SNAPSHOT_FILE = "raft.snapshot"
 
@@ -100,8 +111,31 @@ _STATE_NAMES = {0: "Follower", 1: "Candidate", 2: "Leader"}
 _FAIL_NAMES = {v: k.lower() for k, v in vars(FAIL_REASON).items() if not k.startswith("_")}
 
 
+#: :attr:`ProposalFailed.outcome` when the write certainly changed nothing: it never left this
+#: node, or the cluster refused or discarded it (no leader, not the leader, queue full, denied).
+NOT_APPLIED = "not_applied"
+#: :attr:`ProposalFailed.outcome` when the write left this node and its fate is not known: it
+#: may still commit (a timeout, a leader change after it was sent).  Retrying is safe only
+#: because every runtime-state command is idempotent (a PUT or DELETE states the end result).
+UNKNOWN = "unknown"
+
+# pysyncobj failures after which the command can never be applied: it was refused before it
+# reached a leader's log, or the log position it got was taken by another entry.
+_NEVER_APPLIED = frozenset({FAIL_REASON.QUEUE_FULL, FAIL_REASON.MISSING_LEADER, FAIL_REASON.DISCARDED,
+                            FAIL_REASON.NOT_LEADER, FAIL_REASON.REQUEST_DENIED})
+
+
 class ProposalFailed(Exception):
-    """A replicated write was not committed (no leader, timeout, leader change)."""
+    """A replicated write (or a cluster operation) was not confirmed.
+
+    ``outcome`` is :data:`NOT_APPLIED` when nothing changed for sure, and
+    :data:`UNKNOWN` when the write may still be committed (Raft cannot take
+    a proposal back once it has reached the leader's log).
+    """
+
+    def __init__(self, message: str, outcome: str = NOT_APPLIED) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 @dataclass(frozen=True)
@@ -123,7 +157,13 @@ class RaftTiming:
 
 @dataclass(frozen=True)
 class RaftStatus:
-    """What the tick thread last saw.  ``lease_until`` is on time.monotonic()."""
+    """What the tick thread last saw.
+
+    ``lease_until`` is on the adapter's clock (:attr:`RaftNode.clock`), the
+    one clock every lease time is taken from.  ``handing_over`` is true on a
+    leader that has asked a follower to take over: it stops answering at
+    once, so that it and its successor never answer together.
+    """
 
     state: str = "Follower"
     term: int = 0
@@ -134,14 +174,59 @@ class RaftStatus:
     connected: FrozenSet[str] = frozenset()
     leader_ready: bool = False  # leader that has committed an entry of its own term
     lease_until: float = 0.0
+    handing_over: bool = False
 
     @property
     def is_leader(self) -> bool:
         return self.state == "Leader"
 
-    def serving(self, now: Optional[float] = None) -> bool:
-        """True while this node may answer with data: a ready leader holding its lease."""
-        return self.leader_ready and (time.monotonic() if now is None else now) < self.lease_until
+    def serving(self, now: float) -> bool:
+        """True while this node may answer with data: a ready leader, not handing over, holding
+        its lease at ``now`` (a time on the adapter's clock)."""
+        return self.leader_ready and not self.handing_over and now < self.lease_until
+
+
+class _LeaseTracker:
+    """When each follower last answered this leader, on the adapter's clock.
+
+    pysyncobj keeps its own record of responses, taken on CLOCK_MONOTONIC_RAW,
+    which is not the clock the lease is read with: on a host where the two
+    differ by more than the lease, a leader would never answer, or would
+    answer after it lost its majority (issue 13).  The adapter therefore
+    records each response itself, with its own clock, as it sees it.  A
+    record belongs to one term: a new term starts with none.
+
+    Responses are timed when they arrive, which is later than the follower's
+    promise began (its receipt of our heartbeat); the margin between the
+    lease (0.8 × the minimum election timeout) and the earliest moment a
+    successor can answer (a vote round and a commit round after the
+    follower's promise ends) covers that delay.
+    """
+
+    def __init__(self) -> None:
+        self._term = -1
+        self._times: Dict[str, float] = {}
+
+    def record(self, node: str, term: int, now: float) -> None:
+        """``node`` answered this leader in ``term`` at ``now``."""
+        if term != self._term:
+            self._term, self._times = term, {}
+        self._times[node] = now
+
+    def lease_until(self, others: Sequence[str], term: int, lease: float) -> float:
+        """End of the lease of a leader of ``term`` whose other members are ``others``.
+
+        A majority of all members (this node counts) must have answered within
+        ``lease``.  A lone node's lease never ends; with no answers in
+        ``term`` it has already ended.
+        """
+        need = (len(others) + 1) // 2  # answers from other members needed for a majority
+        if need == 0:
+            return math.inf
+        if term != self._term:
+            return -math.inf
+        times = sorted((self._times.get(n, -math.inf) for n in others), reverse=True)
+        return times[need - 1] + lease
 
 
 class _MachineConsumer(SyncObjConsumer):
@@ -344,20 +429,41 @@ class _Transport(TCPTransport):
     def send(self, node: Any, message: Any) -> bool:
         sync = self._syncObj
         if (isinstance(message, dict) and message.get("type") == "request_vote"
-                and time.monotonic() < getattr(sync, "_transfer_election_until", 0.0)):
+                and hasattr(sync, "_clock") and sync._clock() < sync._transfer_election_until):
             message = dict(message, transfer=True)
         return super().send(node, message)
 
 
 class _SyncObj(SyncObj):
-    """SyncObj plus lease publication, leader stickiness and key-failure counting."""
+    """SyncObj plus lease publication, leader stickiness, pre-vote and key-failure counting.
+
+    Clocks: ``clock`` (the adapter's clock, shared with :class:`RaftNode`)
+    times everything the adapter decides on: the lease, leader contact,
+    pre-vote grants, transfers.  pysyncobj's own deadlines (the election
+    timer) are on pysyncobj's clock and are only ever compared with it.
+
+    Work for the tick thread (:meth:`call_on_tick`) goes through a queue that
+    the one tick callback registered here drains; pysyncobj's tick-callback
+    list is never changed after start-up, since it is guarded by a
+    non-reentrant lock that the tick thread holds while running callbacks.
+    """
 
     def __init__(self, self_address: str, others: List[str], conf: SyncObjConf,
                  consumer: _MachineConsumer, timing: RaftTiming, on_reject: Callable[[str], None],
-                 publish: Callable[["RaftStatus"], None]) -> None:
+                 publish: Callable[["RaftStatus"], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._init_adapter(self_address, timing, on_reject, publish, clock)
+        super().__init__(self_address, others, conf, consumers=[consumer], transportClass=_Transport)
+        self.addOnTickCallback(self._after_tick)
+
+    def _init_adapter(self, self_address: str, timing: RaftTiming, on_reject: Callable[[str], None],
+                      publish: Callable[["RaftStatus"], None], clock: Callable[[], float]) -> None:
+        """The adapter's own fields (set before pysyncobj starts its tick thread)."""
         self._timing = timing
-        self._last_leader_contact = 0.0
-        self._transfer_election_until = 0.0
+        self._clock = clock
+        self._last_leader_contact = -math.inf
+        self._transfer_election_until = -math.inf
+        self._handover_until = -math.inf
         self._publish = publish
         self._self_address = self_address
         self._encryptor_wrapper: Optional[_CountingEncryptor] = None
@@ -365,8 +471,48 @@ class _SyncObj(SyncObj):
         self._prevote_round = 0
         self._prevote_grants: set = set()
         self._prevote_granted_at = -math.inf
-        super().__init__(self_address, others, conf, consumers=[consumer], transportClass=_Transport)
-        self.addOnTickCallback(self._after_tick)
+        self._responses = _LeaseTracker()
+        self._tick_work: Deque[Callable[[], None]] = collections.deque()
+
+    def call_on_tick(self, work: Callable[[], None]) -> None:
+        """Run ``work()`` on the tick thread after the next tick.  Any thread; never blocks.
+
+        ``work`` must not raise (it is run under pysyncobj's tick-callback
+        lock: it must not add or remove tick callbacks either).
+        """
+        self._tick_work.append(work)  # deque.append is atomic
+
+    def _run_tick_work(self) -> None:
+        while True:
+            try:
+                work = self._tick_work.popleft()
+            except IndexError:
+                return
+            work()
+
+    def request_handover(self, on_result: Callable[[bool], None]) -> None:
+        """Tick thread: ask the most caught-up connected follower to take over (Raft's TimeoutNow).
+
+        ``on_result(sent)`` tells whether the request went out; pysyncobj
+        refuses when this node does not lead or no follower is connected and
+        fully caught up.  Once sent, this leader stops answering (its
+        ``handing_over`` status) for up to the maximum election timeout, the
+        time its successor has to win; if none does, it answers again.
+        """
+        outcome: List[bool] = []
+
+        def done(_: Any, error: Any) -> None:
+            outcome.append(error == FAIL_REASON.SUCCESS)
+
+        if self._SyncObj__raftState == 2:  # type: ignore[attr-defined]
+            # Stop answering before the successor can: the request may reach it at once.
+            self._handover_until = self._clock() + self._timing.max_timeout
+            self._publish_status()
+            self.transferLeadership(callback=done)
+        sent = bool(outcome and outcome[0])
+        if not sent:
+            self._handover_until = -math.inf
+        on_result(sent)
 
     @property
     def encryptor(self) -> Any:
@@ -387,15 +533,16 @@ class _SyncObj(SyncObj):
         """Hold back an expired election timer until a majority grants a pre-vote."""
         if self._SyncObj__raftState == 2 or self._SyncObj__selfNode is None:  # type: ignore[attr-defined]
             return
-        now = time.monotonic()
-        if self._SyncObj__raftElectionDeadline >= now:  # type: ignore[attr-defined,has-type]
+        raft_now = pysyncobj_clock()  # the election deadline is on pysyncobj's clock
+        if self._SyncObj__raftElectionDeadline >= raft_now:  # type: ignore[attr-defined,has-type]
             return
+        now = self._clock()
         others = self._SyncObj__otherNodes  # type: ignore[attr-defined]
         if not others or now < self._transfer_election_until:
             return  # a single node, or the target of a leadership transfer: elect at once
         if now - self._prevote_granted_at < self._timing.max_timeout:
             return  # a majority said yes: let pysyncobj run the election now
-        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()  # type: ignore[attr-defined]
+        self._SyncObj__raftElectionDeadline = raft_now + self._SyncObj__generateRaftTimeout()  # type: ignore[attr-defined]
         self._prevote_round += 1
         self._prevote_grants = {self._self_address}
         message = {"type": "opengslb_prevote", "round": self._prevote_round,
@@ -429,7 +576,7 @@ class _SyncObj(SyncObj):
 
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
-        now = time.monotonic()
+        now = self._clock()
         if kind == "opengslb_prevote":
             self._answer_prevote(node, message, now)
             return
@@ -449,6 +596,9 @@ class _SyncObj(SyncObj):
                                                      "term": my_term})
                 return
             self._last_leader_contact = now
+        elif kind == "next_node_idx":
+            if self._SyncObj__raftState == 2:  # type: ignore[attr-defined]  # a follower answered us
+                self._responses.record(node.id, self._SyncObj__raftCurrentTerm, now)  # type: ignore[attr-defined]
         elif kind == "timeout_now":
             self._transfer_election_until = now + self._timing.max_timeout
         elif kind == "request_vote" and not message.get("transfer"):
@@ -470,18 +620,19 @@ class _SyncObj(SyncObj):
         self._SyncObj__raftLeader = None
 
     def _lease_until(self, now: float) -> float:
-        others = self._SyncObj__otherNodes  # type: ignore[attr-defined]
-        need = (len(others) + 1) // 2  # other nodes needed for a majority
-        if need == 0:
-            return math.inf
-        times = sorted((self._SyncObj__lastResponseTime.get(n, 0.0) for n in others),  # type: ignore[attr-defined]
-                       reverse=True)
-        if len(times) < need:
-            return 0.0
-        return times[need - 1] + self._timing.leader_fallback
+        """End of this leader's lease on the adapter's clock (see :class:`_LeaseTracker`)."""
+        others = [n.id for n in self._SyncObj__otherNodes]  # type: ignore[attr-defined]
+        return self._responses.lease_until(others, self._SyncObj__raftCurrentTerm,  # type: ignore[attr-defined]
+                                           self._timing.leader_fallback)
 
     def _after_tick(self) -> None:
-        """Runs on the tick thread after every tick: publish a fresh status."""
+        """Runs on the tick thread after every tick: queued work, then a fresh status."""
+        try:
+            self._run_tick_work()
+        finally:
+            self._publish_status()
+
+    def _publish_status(self) -> None:
         state = self._SyncObj__raftState  # type: ignore[attr-defined]
         if state == 1:
             self._prevote_granted_at = -math.inf  # a grant starts one election, not several
@@ -490,7 +641,7 @@ class _SyncObj(SyncObj):
         connected = self._SyncObj__connectedNodes  # type: ignore[attr-defined]
         commit = self._SyncObj__raftCommitIndex  # type: ignore[attr-defined]
         noop = self._SyncObj__noopIDx  # type: ignore[attr-defined]
-        now = time.monotonic()
+        now = self._clock()
         is_leader = state == 2
         self._publish(RaftStatus(
             state=_STATE_NAMES.get(state, "Follower"),
@@ -503,6 +654,7 @@ class _SyncObj(SyncObj):
             leader_ready=is_leader and noop is not None and commit >= noop
             and self._SyncObj__raftLastApplied >= noop,  # type: ignore[attr-defined]
             lease_until=self._lease_until(now) if is_leader else 0.0,
+            handing_over=is_leader and now < self._handover_until,
         ))
 
 
@@ -527,10 +679,13 @@ class RaftNode:
     ``machine`` is the reactor-side mirror of the replicated state.
     """
 
-    def __init__(self, reactor: Any, cluster: ClusterConfig, propose_timeout: float = 5.0) -> None:
+    def __init__(self, reactor: Any, cluster: ClusterConfig, propose_timeout: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.reactor = reactor
         self.cluster = cluster
         self.propose_timeout = propose_timeout
+        #: The one monotonic clock of every lease time (read on both threads).
+        self.clock = clock
         self.machine = StateMachine()
         self.status = RaftStatus(self_address=self.address)
         self.rejected_packets = 0
@@ -543,6 +698,7 @@ class RaftNode:
         self._sync: Optional[_SyncObj] = None
         self._consumer: Optional[_MachineConsumer] = None
         self._joined_through: List[str] = []
+        self._stopping = False
 
     # -- identity and files ---------------------------------------------------
 
@@ -637,24 +793,41 @@ class RaftNode:
         )
         consumer = _MachineConsumer(on_apply=self._applied_on_tick, on_restore=self._restored_on_tick)
         self._sync = _SyncObj(self.address, others, conf, consumer, timing,
-                              on_reject=self._rejected_on_tick, publish=self._published_on_tick)
+                              on_reject=self._rejected_on_tick, publish=self._published_on_tick,
+                              clock=self.clock)
         self._consumer = consumer
 
-    def stop(self) -> "defer.Deferred[None]":
-        """Hand leadership over when leading, then stop pysyncobj (off the reactor thread)."""
+    def stop(self, handover_timeout: float = HANDOVER_TIMEOUT) -> "defer.Deferred[None]":
+        """Hand leadership over when leading, then stop pysyncobj; never fails.
+
+        Fires within ``handover_timeout`` + :data:`DESTROY_TIMEOUT` seconds in
+        every case: a leader waits (bounded) until a follower leads; a
+        follower, a lone node or a leader without quorum stops at once.
+        pysyncobj is destroyed in a daemon thread, so a stuck tick thread
+        delays nothing beyond the bound.
+        """
         sync = self._sync
         if sync is None:
             return defer.succeed(None)
+        self._stopping = True
         d: defer.Deferred[Any] = defer.succeed(None)
         if self.status.is_leader and len(self.status.members) > 1:
-            d = self.transfer_leadership()
-            d.addErrback(lambda f: log.warn("leadership transfer before exit failed: {e}",
-                                            e=f.getErrorMessage()))
+            d = self.transfer_leadership(timeout=handover_timeout)
+            d.addCallbacks(
+                lambda leader: log.info("handed leadership over to {leader} before stopping", leader=leader,
+                                        event="leadership_handover"),
+                lambda f: log.warn("no leadership handover before stopping: {e}", e=f.getErrorMessage(),
+                                   event="leadership_handover_failed"))
+
         def destroy(_: Any) -> Any:
             self._sync = None
-            return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
-                                             sync.destroy_synchronous)
+            done = _in_daemon_thread(self.reactor, sync.destroy_synchronous)
+            done.addTimeout(DESTROY_TIMEOUT, self.reactor)
+            done.addErrback(lambda f: log.warn("pysyncobj did not stop cleanly: {e}", e=f.getErrorMessage()))
+            return done
+
         d.addCallback(destroy)
+        d.addCallback(lambda _: None)
         return d
 
     # -- tick thread → reactor ---------------------------------------------------------
@@ -727,19 +900,25 @@ class RaftNode:
         return self._sync is not None
 
     def serving(self) -> bool:
-        return self.status.serving()
+        """True while this node may answer DNS with data (see :meth:`RaftStatus.serving`)."""
+        return self.status.serving(self.clock())
 
     def propose(self, command: Command) -> "defer.Deferred[Result]":
         """Replicate ``command``; fires with its result once committed and applied here.
 
-        Fails with :class:`ProposalFailed` when there is no leader, the leader
-        changed, or nothing committed within ``propose_timeout``.
+        Fails with :class:`ProposalFailed` when it was not confirmed within
+        ``propose_timeout``; its ``outcome`` is :data:`NOT_APPLIED` when the
+        command never left this node (not running, no leader elected within
+        :data:`LEADER_WAIT`) or the cluster refused or discarded it, and
+        :data:`UNKNOWN` when it was handed to pysyncobj and then timed out or
+        lost its leader: it may still commit.
         """
         if self._sync is None or self._consumer is None:
-            return defer.fail(ProposalFailed("cluster is not running"))
+            return defer.fail(ProposalFailed("cluster is not running", NOT_APPLIED))
         consumer = self._consumer
         d: defer.Deferred[Result] = defer.Deferred()
         deadline = self.reactor.seconds() + min(self.propose_timeout, LEADER_WAIT)
+        sent: List[bool] = []
 
         def on_result(result: Any, error: Any) -> None:
             self.reactor.callFromThread(self._deliver, d, result, error)
@@ -747,14 +926,21 @@ class RaftNode:
         def send() -> None:
             if d.called:
                 return
-            if self.status.leader is None and self.reactor.seconds() < deadline:
-                self.reactor.callLater(0.05, send)  # an election is under way: wait for its outcome
+            if self.status.leader is None:
+                if self.reactor.seconds() < deadline:
+                    self.reactor.callLater(0.05, send)  # an election is under way: wait for its outcome
+                else:
+                    d.errback(ProposalFailed("write not committed: no leader", NOT_APPLIED))
                 return
+            sent.append(True)
             consumer.apply_command(command, callback=on_result)
 
+        def timed_out(result: Any, timeout: float) -> None:
+            outcome = UNKNOWN if sent else NOT_APPLIED
+            raise ProposalFailed(f"write not confirmed within {timeout:g}s", outcome)
+
         send()
-        d.addTimeout(self.propose_timeout, self.reactor,
-                     onTimeoutCancel=lambda *_: ProposalFailed("write not committed in time"))
+        d.addTimeout(self.propose_timeout, self.reactor, onTimeoutCancel=timed_out)
         return d
 
     def _deliver(self, d: "defer.Deferred[Result]", result: Any, error: Any) -> None:
@@ -763,51 +949,60 @@ class RaftNode:
         if error == FAIL_REASON.SUCCESS:
             d.callback(result)
         else:
-            d.errback(ProposalFailed(f"write not committed: {_FAIL_NAMES.get(error, error)}"))
+            outcome = NOT_APPLIED if error in _NEVER_APPLIED else UNKNOWN
+            d.errback(ProposalFailed(f"write not committed: {_FAIL_NAMES.get(error, error)}", outcome))
 
     def _run_on_tick(self, function: Callable[[Any], Any]) -> "defer.Deferred[Any]":
-        """Run ``function(syncobj)`` on the tick thread once; its result arrives on the reactor."""
+        """Run ``function(syncobj)`` once on the tick thread; its result (or exception) arrives on
+        the reactor.  Never blocks the calling thread (see :meth:`_SyncObj.call_on_tick`)."""
         sync = self._sync
         if sync is None:
             return defer.fail(ProposalFailed("cluster is not running"))
         d: defer.Deferred[Any] = defer.Deferred()
 
         def once() -> None:
-            sync.removeOnTickCallback(once)
             try:
-                function(sync)
-            except Exception as error:
-                self.reactor.callFromThread(d.errback, error)
+                result = function(sync)
+            except Exception:
+                self.reactor.callFromThread(d.errback, Failure())
+            else:
+                self.reactor.callFromThread(d.callback, result)
 
-        sync.addOnTickCallback(once)
+        sync.call_on_tick(once)
         return d
 
-    def transfer_leadership(self, timeout: float = 3.0) -> "defer.Deferred[None]":
-        """Hand leadership to the most caught-up follower; fires once this node no longer leads.
+    def transfer_leadership(self, timeout: float = HANDOVER_TIMEOUT) -> "defer.Deferred[str]":
+        """Hand leadership to an up-to-date follower; fires with its address once it leads.
 
-        The request is repeated every half second (a follower may still be
-        catching up); fails with ProposalFailed after ``timeout``.
+        "Leads" means this node has heard from it as the leader of a later
+        term.  The request is repeated every :data:`HANDOVER_RETRY` seconds
+        while pysyncobj refuses it (no follower connected and caught up yet)
+        or the chosen one did not win; fails with :class:`ProposalFailed`
+        after ``timeout``, and at once when this node does not lead.
         """
+        if not self.status.is_leader:
+            return defer.fail(ProposalFailed("this node does not lead"))
         started = self.reactor.seconds()
-        d: defer.Deferred[None] = defer.Deferred()
+        term = self.status.term
+        d: defer.Deferred[str] = defer.Deferred()
+        last_request = [-math.inf]
 
-        def request(sync: _SyncObj) -> None:
-            sync.transferLeadership(callback=lambda result, error: None)
+        def request() -> None:
+            last_request[0] = self.reactor.seconds()
+            self._run_on_tick(lambda sync: sync.request_handover(lambda sent: None))
 
-        def poll(last_request: float) -> None:
-            now = self.reactor.seconds()
-            if not self.status.is_leader:
-                d.callback(None)
-            elif now - started > timeout:
-                d.errback(ProposalFailed("no follower took over in time"))
+        def poll() -> None:
+            status = self.status
+            if status.leader not in (None, self.address) and status.term > term:
+                d.callback(status.leader)
+            elif self.reactor.seconds() - started >= timeout:
+                d.errback(ProposalFailed(f"no follower took over within {timeout:g}s"))
             else:
-                if now - last_request >= 0.5:
-                    self._run_on_tick(request)
-                    last_request = now
-                self.reactor.callLater(0.02, poll, last_request)
+                if status.is_leader and self.reactor.seconds() - last_request[0] >= HANDOVER_RETRY:
+                    request()
+                self.reactor.callLater(HANDOVER_POLL, poll)
 
-        self._run_on_tick(request)
-        self.reactor.callLater(0.02, poll, started)
+        poll()
         return d
 
     def change_membership(self, action: str, address: str, timeout: float = 10.0,
@@ -818,8 +1013,7 @@ class RaftNode:
         text (``SUCCESS ...``); fails with ProposalFailed otherwise.
         """
         command = ["add" if action == "add" else "remove", address]
-        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), _admin,
-                                      via or self.address, command, self.password, timeout)
+        d = _in_daemon_thread(self.reactor, _admin, via or self.address, command, self.password, timeout)
 
         def check(reply: Any) -> str:
             text = str(reply)
@@ -848,8 +1042,7 @@ class RaftNode:
         for attempt in range(40):
             for seed in seeds:
                 try:
-                    status = yield threads.deferToThreadPool(
-                        self.reactor, self.reactor.getThreadPool(), _admin, seed, ["status"], password, 3.0)
+                    status = yield _in_daemon_thread(self.reactor, _admin, seed, ["status"], password, 3.0)
                 except Exception as error:
                     last_error = f"{seed}: {error}"
                     continue
@@ -866,11 +1059,35 @@ class RaftNode:
         raise RuntimeError(f"could not join the cluster through {', '.join(seeds)}: {last_error}")
 
     def _send_add(self, seed: str, password: str) -> None:
-        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), _admin, seed,
-                                      ["add", self.address], password, 30.0)
+        d = _in_daemon_thread(self.reactor, _admin, seed, ["add", self.address], password, 30.0)
         d.addCallbacks(lambda reply: log.info("membership change: {reply}", reply=reply),
                        lambda f: log.warn("add request through {seed} failed: {e}", seed=seed,
                                           e=f.getErrorMessage()))
+
+
+def _in_daemon_thread(reactor: Any, function: Callable[..., Any], *args: Any) -> "defer.Deferred[Any]":
+    """Run the blocking ``function(*args)`` in a new daemon thread; its result arrives on the reactor.
+
+    For pysyncobj's blocking calls (the admin client, ``destroy_synchronous``):
+    unlike the reactor's thread pool, which is joined at shutdown, a daemon
+    thread never holds up the process's exit.
+    """
+    d: defer.Deferred[Any] = defer.Deferred()
+
+    def fire(result: Any) -> None:
+        if not d.called:
+            d.callback(result)  # a Failure result errbacks
+
+    def run() -> None:
+        try:
+            result = function(*args)
+        except BaseException:
+            reactor.callFromThread(fire, Failure())
+        else:
+            reactor.callFromThread(fire, result)
+
+    threading.Thread(target=run, name=f"opengslb-{getattr(function, '__name__', 'raft')}", daemon=True).start()
+    return d
 
 
 def _sleep(reactor: Any, seconds: float) -> "defer.Deferred[None]":

@@ -42,6 +42,7 @@ SPEC_FAMILIES = {
     "opengslb_health_check_results": "counter",
     "opengslb_health_check_duration_seconds": "histogram",
     "opengslb_healthy_servers": "gauge",
+    "opengslb_region_servers": "gauge",
     "opengslb_routing_decisions": "counter",
     "opengslb_config_reloads": "counter",
     "opengslb_config_reload_timestamp_seconds": "gauge",
@@ -273,6 +274,8 @@ def test_healthy_servers_per_region_drop_to_zero_but_stay():
     after = samples(scrape(env.metrics), "opengslb_healthy_servers")
     assert after == {labels(region="east"): 2.0, labels(region="west"): 0.0,
                      labels(region="v6only"): 1.0}
+    assert samples(scrape(env.metrics), "opengslb_region_servers") == {
+        labels(region="east"): 3.0, labels(region="west"): 1.0, labels(region="v6only"): 1.0}
 
 
 def test_config_swap_is_seen_at_the_next_scrape():
