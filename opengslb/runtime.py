@@ -99,7 +99,18 @@ class Store(Protocol):
 
 
 class WriteFailed(Exception):
-    """The store could not commit a write (no leader, timeout, disk): the API answers 503."""
+    """The store could not confirm a write (no leader, timeout, disk): the API answers 503.
+
+    ``outcome`` is ``"not_applied"`` when the write certainly changed nothing
+    and ``"unknown"`` when it may still take effect (it left this node and
+    then timed out or lost its leader; or the disk write failed after the
+    change was applied in memory).  Every write is idempotent, so repeating
+    it is safe either way.
+    """
+
+    def __init__(self, message: str, outcome: str = "unknown") -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class Rejected(Exception):
@@ -413,11 +424,11 @@ class Runtime:
     def _propose(self, command: Command) -> "defer.Deferred[Any]":
         """Propose ``command``; fires its value, fails with Rejected or WriteFailed."""
         if not self._store.writable:
-            return defer.fail(WriteFailed("runtime state cannot be written now: no leader"))
+            return defer.fail(WriteFailed("runtime state cannot be written now: no leader", "not_applied"))
         try:
             d = defer.maybeDeferred(self._store.propose, command)
         except Exception as error:  # maybeDeferred catches; be safe with odd stores
-            return defer.fail(WriteFailed(str(error)))
+            return defer.fail(WriteFailed(str(error), "not_applied"))
 
         def committed(result: Result) -> Any:
             if not result.get("ok"):
@@ -425,9 +436,12 @@ class Runtime:
             return result.get("value")
 
         def not_committed(failure: Failure) -> None:
-            log.warn("runtime-state write {op} not committed: {error}", op=command.get("op"),
-                     error=failure.getErrorMessage(), event="runtime_write_failed")
-            raise WriteFailed(f"the write was not committed: {failure.getErrorMessage()}")
+            outcome = getattr(failure.value, "outcome", "unknown")
+            if outcome not in ("not_applied", "unknown"):
+                outcome = "unknown"
+            log.warn("runtime-state write {op} not confirmed ({outcome}): {error}", op=command.get("op"),
+                     outcome=outcome, error=failure.getErrorMessage(), event="runtime_write_failed")
+            raise WriteFailed(f"the write was not confirmed: {failure.getErrorMessage()}", outcome)
 
         d.addCallbacks(committed, not_committed)
         return d

@@ -772,13 +772,24 @@ MAX_AGENT = AGENT_MAX
 
 
 def _write_failed(failure: Failure) -> Any:
-    """Map the runtime's failures to replies: 404 gone, 400 rejected, 503 not committed."""
+    """Map the runtime's failures to replies: 404 gone, 400 rejected, 503 not confirmed.
+
+    A 503 carries ``outcome``: ``"not_applied"`` (nothing changed) or
+    ``"unknown"`` (it may still take effect; retrying is safe).
+    """
     if failure.check(MissingState):
         raise APIError(404, str(failure.value))
     if failure.check(Rejected):
         raise APIError(400, f"rejected: {failure.value}")
     if failure.check(WriteFailed):
-        raise APIError(503, f"{failure.value}; nothing was changed (try again or another node)")
+        outcome = getattr(failure.value, "outcome", "unknown")
+        if outcome == "not_applied":
+            message = f"{failure.value}; nothing was changed (try again, or another node)"
+        else:
+            outcome = "unknown"
+            message = (f"{failure.value}; the change may or may not have been applied "
+                       "(repeating the same request is safe: writes are idempotent)")
+        raise APIError(503, message, headers={"Retry-After": "1"}, extra={"outcome": outcome})
     return failure
 
 

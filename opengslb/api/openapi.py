@@ -105,6 +105,20 @@ _SCHEMAS: Dict[str, Schema] = {
         "required": ["error", "code"],
         "additionalProperties": False,
     },
+    "WriteNotConfirmed": {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string", "description": "what went wrong, for a human"},
+            "code": {"const": 503},
+            "outcome": {"enum": ["not_applied", "unknown"],
+                        "description": "not_applied: nothing was changed (it never reached a leader, or "
+                                       "was refused); unknown: it may still take effect (it reached the "
+                                       "cluster, then timed out or the leader changed). Repeating the "
+                                       "same request is safe either way: writes are idempotent"},
+        },
+        "required": ["error", "code", "outcome"],
+        "additionalProperties": False,
+    },
     "Live": _obj({"alive": {"const": True}}),
     "Ready": _obj({"ready": {"type": "boolean"},
                    "reason": {**_NULLABLE_STRING, "description": "why not ready; null when ready"}}),
@@ -390,6 +404,10 @@ def _write(summary: str, scope: str, ok: Schema, errors: Dict[str, str], request
     responses.update(_common(f"{bad_request}; or {_BAD_REQUEST}" if bad_request else _BAD_REQUEST,
                              forbidden))
     responses.update({status: _error(text) for status, text in errors.items()})
+    if errors.get("503") == _NOT_COMMITTED:
+        responses["503"] = {**_json(_NOT_COMMITTED, _ref("WriteNotConfirmed")),
+                            "headers": {"Retry-After": {"schema": {"const": "1"},
+                                                        "description": "seconds before a retry"}}}
     responses["401"] = _unauthorized()
     operation: Schema = {
         "summary": summary,
@@ -415,7 +433,8 @@ _REGION_ADDRESS = [
 _SERVICE_ID = [{"name": "id", "in": "path", "required": True,
                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID},
                 "description": "the id POST /api/v1/services answered (404 for any other)"}]
-_NOT_COMMITTED = "the write could not be committed (no leader, timeout, disk); nothing changed"
+_NOT_COMMITTED = ("the write was not confirmed (no leader, timeout, leader change, disk); "
+                  "`outcome` says whether it may still take effect")
 
 
 def _runtime_paths() -> Dict[str, Schema]:

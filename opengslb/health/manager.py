@@ -421,13 +421,15 @@ class HealthManager:
             )
         if flipped:
             if health.healthy:
-                self._log.info("server {server} in {region} is up", server=key.endpoint, region=key.region)
+                self._log.info("server {server} in {region} is up", server=key.endpoint, region=key.region,
+                               event="server_up")
             else:
                 self._log.warn(
                     "server {server} in {region} is down: {reason}",
                     server=key.endpoint,
                     region=key.region,
                     reason=reason,
+                    event="server_down",
                 )
             self._call("on_change", self._on_change, key, health)
         if self._on_result is not None and not entry.removed:

@@ -183,10 +183,13 @@ def run_schemathesis(url: str, workdir: Path, *, token: Optional[str] = None, ma
     report_path = workdir / "schemathesis-report.json"
     command = schemathesis_command() + [
         "run", url, "--max-examples", str(max_examples), "--workers", str(workers),
-        "--no-color", "--request-timeout", "10", "--generation-database", "none",
+        "--no-color", "--request-timeout", "10",
         "--report", "json", "--report-json-path", str(report_path),
     ]
-    command += ["--generation-deterministic"] if seed is None else ["--seed", str(seed)]
+    if seed is None:
+        command += ["--generation-deterministic"]  # implies no example database
+    else:
+        command += ["--seed", str(seed), "--generation-database", "none"]
     if token is not None:
         command += ["--header", f"Authorization: Bearer {token}"]
     if checks:

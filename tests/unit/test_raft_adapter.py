@@ -1,0 +1,493 @@
+"""The Raft adapter (opengslb.state.raft) against a fake of the pysyncobj surface it uses.
+
+:class:`FakeSync` is the adapter's own ``_SyncObj`` with pysyncobj's
+constructor replaced: it holds the private fields the adapter reads, keeps
+pysyncobj's real tick-callback methods and their non-reentrant lock, runs
+pysyncobj's real message handler where a test needs it, and fakes only
+``transferLeadership``, ``destroy_synchronous`` and the log.  The reactor is
+a :class:`task.Clock` with ``callFromThread``; the adapter's clock is a
+separate hand-driven clock, and pysyncobj's own clock is skewed on purpose.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import pysyncobj.syncobj
+import pytest
+from pysyncobj import FAIL_REASON
+from pysyncobj.node import TCPNode
+from twisted.internet import task
+
+from opengslb.config.model import ClusterConfig, GossipConfig
+from opengslb.state import raft
+from opengslb.state.raft import (
+    DESTROY_TIMEOUT,
+    HANDOVER_RETRY,
+    HANDOVER_TIMEOUT,
+    LEADER_WAIT,
+    NOT_APPLIED,
+    UNKNOWN,
+    ProposalFailed,
+    RaftNode,
+    RaftStatus,
+    RaftTiming,
+    _LeaseTracker,
+    _SyncObj,
+)
+
+SELF = "127.0.0.1:7946"
+OTHERS = ["127.0.0.2:7946", "127.0.0.3:7946"]
+TIMING = RaftTiming(min_timeout=0.5, max_timeout=1.0, append_entries_period=0.1, leader_fallback=0.4)
+
+
+class HandClock:
+    """A monotonic clock moved by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Reactor(task.Clock):
+    """task.Clock plus callFromThread; calls from other threads wait for :meth:`pump`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._from_threads: List[Tuple[Callable[..., Any], Tuple[Any, ...]]] = []
+        self._lock = threading.Lock()
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any) -> None:
+        with self._lock:
+            self._from_threads.append((f, args))
+
+    def pump(self) -> None:
+        with self._lock:
+            calls, self._from_threads = self._from_threads, []
+        for f, args in calls:
+            f(*args)
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.sent: List[Tuple[str, Dict[str, Any]]] = []
+
+    def send(self, node: Any, message: Dict[str, Any]) -> bool:
+        self.sent.append((node.id, message))
+        return True
+
+
+class FakeSync(_SyncObj):
+    """The adapter's _SyncObj over fake pysyncobj state (see the module docstring)."""
+
+    def __init__(self, clock: Callable[[], float], publish: Callable[[RaftStatus], None],
+                 others: List[str] = OTHERS, state: int = 2, term: int = 5) -> None:
+        self._init_adapter(SELF, TIMING, lambda reason: None, publish, clock)
+        self._SyncObj__onTickCallbacks: List[Callable[[], None]] = []
+        self._SyncObj__onTickCallbacksLock = threading.Lock()  # pysyncobj's: not reentrant
+        self._SyncObj__selfNode = TCPNode(SELF)
+        self._SyncObj__otherNodes = {TCPNode(a) for a in others}
+        self._SyncObj__connectedNodes = set(self._SyncObj__otherNodes)
+        self._SyncObj__raftState = state
+        self._SyncObj__raftCurrentTerm = term
+        self._SyncObj__raftLeader = self._SyncObj__selfNode if state == 2 else None
+        self._SyncObj__raftCommitIndex = 10
+        self._SyncObj__raftLastApplied = 10
+        self._SyncObj__noopIDx = 10
+        self._SyncObj__raftMatchIndex = {n: 10 for n in self._SyncObj__otherNodes}
+        self._SyncObj__raftNextIndex = {n: 11 for n in self._SyncObj__otherNodes}
+        self._SyncObj__lastResponseTime = {n: 0.0 for n in self._SyncObj__otherNodes}
+        self._SyncObj__raftElectionDeadline = math.inf
+        self._SyncObj__transport = Transport()
+        self.log_term, self.log_index = term, 10
+        self.caught_up = True
+        self.transfers: List[str] = []
+        self.requests = 0
+        self.destroyed = threading.Event()
+        self.destroy_blocks = False
+        self.addOnTickCallback(self._after_tick)  # pysyncobj's own method, under its lock
+
+    def _SyncObj__getCurrentLogTerm(self) -> int:
+        return self.log_term
+
+    def _SyncObj__getCurrentLogIndex(self) -> int:
+        return self.log_index
+
+    def node(self, address: str) -> TCPNode:
+        return next(n for n in self._SyncObj__otherNodes if n.id == address)
+
+    def tick(self) -> None:
+        """What pysyncobj's tick does with its callbacks, under the same lock."""
+        with self._SyncObj__onTickCallbacksLock:
+            for callback in self._SyncObj__onTickCallbacks:
+                callback()
+
+    def answer(self, address: str) -> None:
+        """A follower answers an append_entries (pysyncobj's real handler runs too)."""
+        self._SyncObj__onMessageReceived(self.node(address), {
+            "type": "next_node_idx", "next_node_idx": 11, "reset": False, "success": True})
+
+    def transferLeadership(self, node: Any = None, callback: Any = None) -> None:
+        self.requests += 1
+        if self._SyncObj__raftState != 2 or not self.caught_up:
+            callback(None, FAIL_REASON.REQUEST_DENIED)
+            return
+        self.transfers.append(OTHERS[0])
+        callback(None, FAIL_REASON.SUCCESS)
+
+    def lose_to(self, address: str) -> None:
+        """Another node won an election of a later term."""
+        self._SyncObj__raftState = 0
+        self._SyncObj__raftCurrentTerm += 1
+        self._SyncObj__raftLeader = self.node(address)
+
+    def destroy_synchronous(self) -> None:
+        if self.destroy_blocks:
+            threading.Event().wait(30)
+        self.destroyed.set()
+
+
+class Consumer:
+    """The replicated method's surface: apply_command(command, callback=...)."""
+
+    def __init__(self) -> None:
+        self.calls: List[Tuple[Dict[str, Any], Callable[[Any, Any], None]]] = []
+
+    def apply_command(self, command: Dict[str, Any], callback: Callable[[Any, Any], None]) -> None:
+        self.calls.append((command, callback))
+
+
+def make_node(clock: Optional[HandClock] = None, state: int = 2,
+              others: List[str] = OTHERS) -> Tuple[RaftNode, FakeSync, Reactor, Consumer]:
+    reactor = Reactor()
+    clock = clock or HandClock()
+    cluster = ClusterConfig(mode="cluster", advertise_address=SELF,
+                            gossip=GossipConfig(encryption_key="a" * 44))
+    node = RaftNode(reactor, cluster, clock=clock)
+    sync = FakeSync(clock, node._published_on_tick, others=others, state=state)
+    consumer = Consumer()
+    node._sync, node._consumer = sync, consumer  # type: ignore[assignment]
+    return node, sync, reactor, consumer
+
+
+def settle(sync: FakeSync, reactor: Reactor) -> None:
+    sync.tick()
+    reactor.pump()
+
+
+# -- one clock for the lease -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("skew", [-0.312, +0.312, -1000.0, +1000.0])
+def test_lease_uses_one_clock_whatever_pysyncobjs_clock_says(monkeypatch: pytest.MonkeyPatch,
+                                                             skew: float) -> None:
+    """With pysyncobj's clock skewed from the adapter's, a leader answered by a majority serves
+    for the whole lease (no early lapse) and stops exactly when it ends (no overrun)."""
+    clock = HandClock()
+    monkeypatch.setattr(pysyncobj.syncobj, "monotonicTime", lambda: clock.now + skew)
+    node, sync, reactor, _ = make_node(clock)
+    settle(sync, reactor)
+    assert not node.serving()  # a new term: nobody has answered yet
+    sync.answer(OTHERS[0])
+    settle(sync, reactor)
+    assert node.status.lease_until == pytest.approx(clock.now + TIMING.leader_fallback)
+    for step in range(39):  # 0.39 s of 10 ms steps without another answer: still serving
+        clock.now += 0.01
+        assert node.serving(), step
+    clock.now += 0.011
+    assert not node.serving()  # the lease ended on the adapter's clock, whatever pysyncobj says
+    sync.answer(OTHERS[1])
+    settle(sync, reactor)
+    assert node.serving()
+
+
+def test_lease_needs_a_majority_of_the_current_term() -> None:
+    """Five members: two answers are needed; answers from an earlier term do not count."""
+    tracker = _LeaseTracker()
+    others = ["b", "c", "d", "e"]
+    tracker.record("b", 3, 10.0)
+    assert tracker.lease_until(others, 3, 0.4) == -math.inf
+    tracker.record("c", 3, 10.2)
+    assert tracker.lease_until(others, 3, 0.4) == pytest.approx(10.4)  # the older of the two best
+    assert tracker.lease_until(others, 4, 0.4) == -math.inf
+    tracker.record("b", 4, 11.0)
+    assert tracker.lease_until(others, 4, 0.4) == -math.inf  # c's answer was in term 3
+    assert tracker.lease_until([], 4, 0.4) == math.inf  # a lone node
+
+
+def test_a_follower_never_serves() -> None:
+    """Only a leader that committed its no-op and holds its lease serves."""
+    node, sync, reactor, _ = make_node(state=0)
+    sync.answer(OTHERS[0])
+    settle(sync, reactor)
+    assert node.status.state == "Follower" and not node.serving()
+
+
+# -- tick callbacks ------------------------------------------------------------------------
+
+
+def test_fake_tick_lock_is_not_reentrant_like_pysyncobjs() -> None:
+    """The fake is faithful: removing a tick callback from inside a tick deadlocks (the old bug)."""
+    _, sync, _, _ = make_node()
+
+    def once() -> None:
+        sync.removeOnTickCallback(once)
+
+    sync.addOnTickCallback(once)
+    ticking = threading.Thread(target=sync.tick, daemon=True)
+    ticking.start()
+    ticking.join(0.5)
+    assert ticking.is_alive()  # stuck for good on pysyncobj's lock (a daemon thread: left behind)
+
+
+def test_work_for_the_tick_thread_never_blocks_the_caller() -> None:
+    """While the tick thread holds pysyncobj's callback lock, the reactor can still queue work;
+    the work runs on the tick thread at the next tick and its result arrives on the reactor."""
+    node, sync, reactor, _ = make_node()
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_work(_: Any) -> None:
+        inside.set()
+        release.wait(5)
+
+    node._run_on_tick(slow_work)
+    ticking = threading.Thread(target=sync.tick)
+    ticking.start()
+    assert inside.wait(5)
+    ran_on: List[str] = []
+    results: List[Any] = []
+    queued = threading.Thread(target=lambda: node._run_on_tick(
+        lambda s: ran_on.append(threading.current_thread().name) or "done").addCallback(results.append))
+    queued.start()
+    queued.join(1)
+    assert not queued.is_alive()  # queuing did not wait for the lock
+    release.set()
+    ticking.join(5)
+    assert not ticking.is_alive()
+    reactor.pump()
+    assert results == ["done"] and ran_on == [ticking.name]  # drained by the same tick
+
+
+def test_failing_tick_work_errbacks_and_does_not_stop_the_tick() -> None:
+    """An exception in tick work reaches its Deferred; the status is still published."""
+    node, sync, reactor, _ = make_node()
+    errors: List[Any] = []
+    node._run_on_tick(lambda s: 1 / 0).addErrback(errors.append)
+    sync.answer(OTHERS[0])
+    settle(sync, reactor)
+    assert errors and errors[0].check(ZeroDivisionError)
+    assert node.serving()
+
+
+# -- leadership transfer and stop -----------------------------------------------------------
+
+
+def test_transfer_stops_answering_first_and_fires_when_the_successor_leads() -> None:
+    """The leader stops serving as soon as the TimeoutNow request is sent (never two answering),
+    and the transfer fires with the successor's address once it leads a later term."""
+    node, sync, reactor, _ = make_node()
+    sync.answer(OTHERS[0])
+    settle(sync, reactor)
+    assert node.serving()
+    leaders: List[str] = []
+    node.transfer_leadership().addCallback(leaders.append)
+    settle(sync, reactor)
+    assert sync.transfers == [OTHERS[0]]
+    assert node.status.handing_over and not node.serving()
+    sync.lose_to(OTHERS[0])
+    settle(sync, reactor)
+    reactor.advance(0.01)
+    assert leaders == [OTHERS[0]]
+
+
+def test_transfer_is_retried_while_refused_and_fails_after_its_bound() -> None:
+    """A follower not caught up: the request is repeated, the leader keeps serving meanwhile,
+    and the transfer fails with ProposalFailed once its time is up."""
+    clock = HandClock()
+    node, sync, reactor, _ = make_node(clock)
+    sync.caught_up = False
+    failures: List[Any] = []
+    node.transfer_leadership(timeout=1.0).addErrback(failures.append)
+    settle(sync, reactor)
+    for _ in range(100):
+        sync.answer(OTHERS[0])
+        settle(sync, reactor)
+        assert node.serving()  # refused: nobody else can answer, so this one still does
+        reactor.advance(0.01)
+        clock.now += 0.01
+    assert len(failures) == 1 and failures[0].check(ProposalFailed)
+    assert sync.transfers == [] and 1.0 / HANDOVER_RETRY - 1 <= sync.requests <= 1.0 / HANDOVER_RETRY + 1
+
+
+def test_a_handover_that_does_not_complete_lets_the_leader_answer_again() -> None:
+    """Sent, but the successor never won: after the maximum election timeout the old leader
+    (still leading) answers again."""
+    clock = HandClock()
+    node, sync, reactor, _ = make_node(clock)
+    settle(sync, reactor)
+    node.transfer_leadership(timeout=0.1).addErrback(lambda f: None)
+    settle(sync, reactor)
+    assert node.status.handing_over
+    clock.now += TIMING.max_timeout + 0.01
+    sync.answer(OTHERS[1])
+    settle(sync, reactor)
+    assert not node.status.handing_over and node.serving()
+
+
+def test_stop_on_a_leader_hands_over_then_destroys() -> None:
+    """stop() on a leader: transfer, wait until the successor leads, then destroy pysyncobj."""
+    node, sync, reactor, _ = make_node()
+    settle(sync, reactor)
+    done: List[Any] = []
+    node.stop().addCallback(done.append)
+    settle(sync, reactor)
+    assert sync.transfers and not sync.destroyed.is_set()
+    sync.lose_to(OTHERS[0])
+    settle(sync, reactor)
+    reactor.advance(0.01)
+    assert sync.destroyed.wait(5)
+    reactor.pump()
+    assert done == [None] and node._sync is None
+
+
+@pytest.mark.parametrize("case", ["follower", "lone", "no_quorum", "destroy_hangs"])
+def test_stop_fires_within_its_bound_in_every_case(case: str) -> None:
+    """A follower or lone node stops at once; a leader nobody can take over from (no quorum)
+    stops after the handover bound; a hung pysyncobj is given up after DESTROY_TIMEOUT."""
+    node, sync, reactor, _ = make_node(state=0 if case == "follower" else 2,
+                                       others=[] if case == "lone" else OTHERS)
+    settle(sync, reactor)
+    if case == "no_quorum":
+        sync.caught_up = False
+    sync.destroy_blocks = case == "destroy_hangs"
+    done: List[Any] = []
+    node.stop().addCallback(done.append)
+    elapsed = 0.0
+    while not done and elapsed < HANDOVER_TIMEOUT + DESTROY_TIMEOUT + 0.5:
+        settle(sync, reactor)
+        if sync.destroyed.is_set():
+            reactor.pump()
+        reactor.advance(0.01)
+        elapsed += 0.01
+    assert done == [None]
+    bound = {"follower": 0.05, "lone": 0.05, "no_quorum": HANDOVER_TIMEOUT + 0.05,
+             "destroy_hangs": HANDOVER_TIMEOUT + DESTROY_TIMEOUT + 0.05}[case]
+    assert elapsed <= bound
+    if case == "no_quorum":
+        assert elapsed >= HANDOVER_TIMEOUT - 0.05
+
+
+def test_retry_interval_is_shorter_than_the_handover_bound() -> None:
+    """Several handover attempts fit in the bound (a follower catching up gets another chance)."""
+    assert HANDOVER_TIMEOUT / HANDOVER_RETRY >= 5
+
+
+# -- write outcomes ------------------------------------------------------------------------
+
+
+def test_write_without_a_leader_is_not_applied() -> None:
+    """No leader within LEADER_WAIT: the command never left the node."""
+    node, sync, reactor, consumer = make_node(state=0)
+    settle(sync, reactor)
+    failures: List[Any] = []
+    node.propose({"op": "x"}).addErrback(failures.append)
+    reactor.advance(LEADER_WAIT + 0.1)
+    assert consumer.calls == []
+    assert failures[0].check(ProposalFailed) and failures[0].value.outcome == NOT_APPLIED
+
+
+@pytest.mark.parametrize("error, outcome", [
+    (FAIL_REASON.LEADER_CHANGED, UNKNOWN), (FAIL_REASON.UNKNOWN_OUTCOME, UNKNOWN),
+    (FAIL_REASON.DISCARDED, NOT_APPLIED), (FAIL_REASON.NOT_LEADER, NOT_APPLIED),
+    (FAIL_REASON.MISSING_LEADER, NOT_APPLIED), (FAIL_REASON.QUEUE_FULL, NOT_APPLIED)])
+def test_pysyncobj_failures_map_to_honest_outcomes(error: int, outcome: str) -> None:
+    """A leader change after sending is unknown; a refusal or a discarded entry is not applied."""
+    node, sync, reactor, consumer = make_node()
+    settle(sync, reactor)
+    failures: List[Any] = []
+    node.propose({"op": "x"}).addErrback(failures.append)
+    consumer.calls[0][1](None, error)
+    reactor.pump()
+    assert failures[0].check(ProposalFailed) and failures[0].value.outcome == outcome
+
+
+def test_a_write_that_times_out_after_sending_fails_with_unknown() -> None:
+    """The timeout raises ProposalFailed (it used to be returned as a result: a 500 upstream);
+    a late commit after it changes nothing."""
+    node, sync, reactor, consumer = make_node()
+    settle(sync, reactor)
+    results: List[Any] = []
+    failures: List[Any] = []
+    node.propose({"op": "x"}).addCallbacks(results.append, failures.append)
+    reactor.advance(node.propose_timeout + 0.01)
+    assert results == []
+    assert failures[0].check(ProposalFailed) and failures[0].value.outcome == UNKNOWN
+    consumer.calls[0][1]({"ok": True}, FAIL_REASON.SUCCESS)
+    reactor.pump()
+    assert results == [] and len(failures) == 1
+
+
+def test_committed_write_fires_with_its_result() -> None:
+    node, sync, reactor, consumer = make_node()
+    settle(sync, reactor)
+    results: List[Any] = []
+    node.propose({"op": "x"}).addCallback(results.append)
+    consumer.calls[0][1]({"ok": True, "value": 1}, FAIL_REASON.SUCCESS)
+    reactor.pump()
+    assert results == [{"ok": True, "value": 1}]
+
+
+# -- pre-vote and stickiness -----------------------------------------------------------------
+
+
+def prevote(sync: FakeSync, term: int, last_log: Tuple[int, int] = (5, 10)) -> Dict[str, Any]:
+    sync._SyncObj__transport.sent.clear()
+    sync._SyncObj__onMessageReceived(sync.node(OTHERS[1]), {
+        "type": "opengslb_prevote", "round": 1, "term": term,
+        "last_log_term": last_log[0], "last_log_index": last_log[1]})
+    ((_, reply),) = sync._SyncObj__transport.sent
+    return reply
+
+
+def test_prevote_is_refused_while_a_leader_is_alive() -> None:
+    """A follower that heard its leader within the lease refuses; later it grants an up-to-date
+    candidate, and never one with a shorter log."""
+    clock = HandClock()
+    _, sync, _, _ = make_node(clock, state=0)
+    sync._last_leader_contact = clock.now
+    assert prevote(sync, 6)["granted"] is False
+    clock.now += TIMING.leader_fallback + 0.01
+    assert prevote(sync, 6)["granted"] is True
+    assert prevote(sync, 6, last_log=(5, 9))["granted"] is False
+    assert prevote(sync, 5)["granted"] is False  # not a later term
+
+
+def test_a_leader_holding_its_lease_refuses_prevotes() -> None:
+    clock = HandClock()
+    _, sync, _, _ = make_node(clock)
+    sync.answer(OTHERS[0])
+    assert prevote(sync, 6)["granted"] is False
+    clock.now += TIMING.leader_fallback + 0.01
+    assert prevote(sync, 6)["granted"] is True
+
+
+def test_vote_requests_are_ignored_near_a_live_leader_except_for_a_transfer() -> None:
+    """Stickiness: a plain request_vote is dropped while the leader is alive; a transfer's passes."""
+    clock = HandClock()
+    _, sync, _, _ = make_node(clock, state=0)
+    sync._last_leader_contact = clock.now
+    seen: List[Dict[str, Any]] = []
+    original = raft.SyncObj._SyncObj__onMessageReceived  # type: ignore[attr-defined]
+    try:
+        raft.SyncObj._SyncObj__onMessageReceived = lambda self, node, message: seen.append(message)  # type: ignore[attr-defined]
+        vote = {"type": "request_vote", "term": 6, "last_log_index": 10, "last_log_term": 5}
+        sync._SyncObj__onMessageReceived(sync.node(OTHERS[1]), vote)
+        assert seen == []
+        sync._SyncObj__onMessageReceived(sync.node(OTHERS[1]), dict(vote, transfer=True))
+        assert len(seen) == 1
+    finally:
+        raft.SyncObj._SyncObj__onMessageReceived = original  # type: ignore[attr-defined]
