@@ -344,3 +344,14 @@ class GslbService(service.Service):
         if self.raft is None:
             stops.append(self.store.close())
         yield defer.DeferredList(stops)
+        self._exit_zero_after_sigterm()
+
+    def _exit_zero_after_sigterm(self) -> None:
+        """A stop asked for by SIGTERM that completed is a clean exit: status 0 (issue 13).
+
+        twistd otherwise re-raises the signal after the reactor stops (the
+        process dies "by SIGTERM"); a service manager or script expecting 0
+        from a clean stop would count that as a failure.
+        """
+        if getattr(self.reactor, "_exitSignal", None) == signal.SIGTERM:
+            self.reactor._exitSignal = None

@@ -59,9 +59,9 @@ _OPT_END = b"\x00\x00\x00\x00\x00\x00"
 _OPT_END_DO = b"\x00\x00\x80\x00\x00\x00"
 _OPT_TTLS = (b"\x00\x00\x00\x00", b"\x00\x00\x80\x00")  # [DO]: extended rcode 0, version 0, Z clear
 
-# Response flags: QR=1, opcode QUERY, AA=1, TC=0, RD copied (index), RA=0,
-# Z/AD/CD=0, rcode NOERROR.  Then qd=1, an=1, ns=0 and ar=0|1.
-_FLAGS = (b"\x84\x00", b"\x85\x00")
+# Response flags: QR=1, opcode QUERY, AA=1, TC=0, RD and CD copied, RA=0, Z/AD=0, rcode
+# NOERROR; indexed by RD | CD >> 3 (the query's bits).  Then qd=1, an=1, ns=0 and ar=0|1.
+_FLAGS = (b"\x84\x00", b"\x85\x00", b"\x84\x10", b"\x85\x10")
 _ANSWER_COUNTS = (b"\x00\x01\x00\x01\x00\x00\x00\x00", b"\x00\x01\x00\x01\x00\x00\x00\x01")
 # Our OPT echo (the full path's, see opengslb.dns.reply): indexed by the query's DO bit.
 _OPT_ECHOES = (opt_record(0, False), opt_record(0, True))
@@ -334,5 +334,5 @@ class FastPath:
         queries, routing, query_key = self._queries, self._routing, entry.query_key
         queries[query_key] = queries.get(query_key, 0) + 1
         routing[routing_key] = routing.get(routing_key, 0) + 1
-        return b"".join((data[:2], _FLAGS[data[2] & 1], _ANSWER_COUNTS[data[11]], data[12:end],
+        return b"".join((data[:2], _FLAGS[data[2] & 1 | data[3] >> 3 & 2], _ANSWER_COUNTS[data[11]], data[12:end],
                          record, echo))

@@ -73,7 +73,7 @@ class Forwarder(protocol.DatagramProtocol):
         opt = bytearray(opt_record(0, edns is not None and edns.dnssec_ok,
                                    ((FORWARDED_OPTION, b"opengslb"),)))
         opt[3:5] = struct.pack("!H", limit or 65535)  # our UDP size: what the client can take
-        relayed = (struct.pack("!HHHHHH", relay_id, request.flags & 0x7900, 1, 0, 0, 1)
+        relayed = (struct.pack("!HHHHHH", relay_id, request.flags & 0x7910, 1, 0, 0, 1)
                    + question.wire + bytes(opt))
         d: defer.Deferred[Optional[bytes]] = defer.Deferred()
         self._pending[relay_id] = (d, request, limit)

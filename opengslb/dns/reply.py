@@ -9,7 +9,7 @@ split, and records owned by the question name point back at it (``c0 0c``).
 
 Rules kept here, in one place:
 
-* the reply copies the ID, the opcode and RD; QR is set; AA as the answer says;
+* the reply copies the ID, the opcode, RD and CD; QR is set; AA as the answer says;
   the question is repeated as received (for UPDATE only a well-formed zone
   section: one SOA entry, RFC 2136 §3.1.1);
 * an OPT record is present exactly when the request had one (RFC 6891
@@ -42,7 +42,7 @@ FORWARDED_OPTION = 65430  # private-use EDNS option marking a query relayed by a
 _QR, _AA, _TC = 0x8000, 0x0400, 0x0200
 OPCODE_UPDATE = 5
 _META_CLASSES = (254, 255)  # NONE, ANY
-_COPIED_FLAGS = 0x7900  # opcode and RD
+_COPIED_FLAGS = 0x7910  # opcode, RD and CD (RFC 4035 §3.1.6; knot and gdnsd copy CD too)
 _HEADER = struct.Struct("!HHHHHH")
 _POINTER_LIMIT = 0x4000  # compression pointers reach the first 16 KiB only
 

@@ -10,6 +10,7 @@ routing pickers' own rotation state.
 from __future__ import annotations
 
 import random
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import AbstractSet, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
@@ -109,7 +110,7 @@ class AnsweringView:
         """
         if self.zone_index is not None:
             return self.zone_index.zone_of_text(name)
-        return _longest_zone(name, self._zone_names, {len(z) for z in self._zone_names})
+        return _longest_zone(name, self._zone_names, sorted({len(z) for z in self._zone_names}, reverse=True))
 
     def zone_for_name(self, name: Name) -> Optional[ZoneView]:
         """The longest zone containing the received ``name`` (compared label by label)."""
@@ -119,23 +120,31 @@ class AnsweringView:
         return self.zone_for(zone_text) if zone_text is not None else None
 
 
-def _longest_zone(name: str, zones: Dict[str, ZoneView], lengths: AbstractSet[int]) -> Optional[ZoneView]:
+def _longest_zone(name: str, zones: Dict[str, ZoneView], lengths: Sequence[int]) -> Optional[ZoneView]:
     """The longest of ``zones`` that is ``name`` or a suffix of it at a label boundary.
 
-    Only suffixes whose length is a zone name's length are sliced and looked
-    up, so the cost is linear in ``len(name)`` (plus one slice per matching length).
+    ``lengths`` are the zone names' distinct lengths, longest first.  Only
+    suffixes of those lengths are looked up: one per zone length, or one per
+    label when the name has fewer labels than there are zone lengths.  The
+    cost never grows with the square of the name (a 32,000-label name is one
+    pass of ``str.count`` plus a slice per zone length).
     """
     size = len(name)
-    if size in lengths:
-        zone = zones.get(name)
-        if zone is not None:
-            return zone
+    if len(lengths) <= name.count(".") + 1:
+        for length in lengths:
+            if length == size or (length < size and name[size - length - 1] == "."):
+                zone = zones.get(name[size - length:])
+                if zone is not None:
+                    return zone
+        return None
+    zone = zones.get(name)
+    if zone is not None:
+        return zone
     dot = name.find(".")
     while dot >= 0:
-        if size - dot - 1 in lengths:
-            zone = zones.get(name[dot + 1:])
-            if zone is not None:
-                return zone
+        zone = zones.get(name[dot + 1:])
+        if zone is not None:
+            return zone
         dot = name.find(".", dot + 1)
     return None
 
@@ -196,8 +205,8 @@ class ZoneIndex:
         self.zones: Tuple[ZoneView, ...] = tuple(views)
         self.by_name: Dict[str, ZoneView] = {z.name: z for z in views}
         self.by_wire: Dict[bytes, ZoneView] = {name_from_text(z.name).key: z for z in views}
-        self._text_lengths = frozenset(len(name) for name in self.by_name)
-        self._wire_lengths = frozenset(len(key) for key in self.by_wire)
+        self._text_lengths = sorted({len(name) for name in self.by_name}, reverse=True)
+        self._wire_lengths = sorted({len(key) for key in self.by_wire}, reverse=True)
         glue: Dict[str, Tuple[str, ...]] = {}
         for zone in views:
             for ns in zone.config.nameservers:
@@ -253,15 +262,27 @@ class ZoneIndex:
 
         Compares lower-cased wire labels (RFC 4343), so a label holding a
         ``.`` octet never matches two labels of a zone name.  Only suffixes
-        as long as some zone's wire form are looked up: linear in the name.
+        as long as some zone's wire form, starting at a label, are looked up:
+        one per zone length (a binary search finds whether a label starts
+        there), or one per label when there are fewer labels.
         """
-        key, lengths, zones = name.key, self._wire_lengths, self.by_wire
+        key, offsets, zones = name.key, name.offsets, self.by_wire
         size = len(key)
-        for offset in name.offsets:
-            if size - offset in lengths:
-                zone = zones.get(key[offset:])
-                if zone is not None:
-                    return zone
+        lengths = self._wire_lengths
+        if len(lengths) <= len(offsets):
+            for length in lengths:
+                start = size - length
+                if start >= 0:
+                    at = bisect_left(offsets, start)
+                    if at < len(offsets) and offsets[at] == start:
+                        zone = zones.get(key[start:])
+                        if zone is not None:
+                            return zone
+            return None
+        for start in offsets:
+            zone = zones.get(key[start:])
+            if zone is not None:
+                return zone
         return None
 
 

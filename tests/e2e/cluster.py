@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import signal
+import socket
 import time
 import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import dns.message
 import dns.rcode
 
 from tests.e2e.harness import OpenGSLB, free_port
@@ -50,6 +53,7 @@ class Cluster:
         # "  overwatch: {veto_mode: strict}" (predictive_health, overwatch, ...).
         self.cluster_extra = cluster_extra
         self.nodes: Dict[str, OpenGSLB] = {}
+        self._probe_sockets: Dict[str, socket.socket] = {}
 
     def config(self, host: str, key: Optional[str] = None) -> str:
         return f"""
@@ -169,6 +173,72 @@ cluster:
         raise AssertionError(f"cluster did not reach {count} alive members: {self.status(hosts[0])}\n"
                              + "\n".join(n.log()[-3000:] for n in self.nodes.values()))
 
+    # -- probing every node at once ---------------------------------------------------
+
+    def sample(self, window: float = 0.008) -> Tuple[float, frozenset]:
+        """Query every node at the same moment: (time sent, the nodes that answered with data
+        within ``window`` seconds).  Late replies are discarded, never counted later."""
+        query = dns.message.make_query("app.cluster.test", "A")  # a fresh id: late replies never match
+        wire = query.to_wire()
+        for host in self.hosts:
+            if host not in self._probe_sockets:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.setblocking(False)
+                self._probe_sockets[host] = sock
+        for sock in self._probe_sockets.values():  # drop late replies to earlier samples
+            try:
+                while True:
+                    sock.recv(4096)
+            except OSError:
+                pass
+        sent = time.monotonic()
+        for host, sock in self._probe_sockets.items():
+            try:
+                sock.sendto(wire, (host, self.dns_port))
+            except OSError:
+                pass
+        answered = set()
+        pending = dict(self._probe_sockets)
+        while pending and time.monotonic() < sent + window:
+            ready, _, _ = select.select(list(pending.values()), [], [], max(0.0, sent + window - time.monotonic()))
+            for sock in ready:
+                host = next(h for h, s in pending.items() if s is sock)
+                try:
+                    reply = dns.message.from_wire(sock.recv(4096))
+                except Exception:
+                    continue
+                if reply.id != query.id:
+                    continue  # a late reply to an earlier sample
+                del pending[host]
+                if reply.rcode() == dns.rcode.NOERROR and reply.answer:
+                    answered.add(host)
+        return sent, frozenset(answered)
+
+    def watch(self, seconds: float, until=None, interval: float = 0.01) -> List[Tuple[float, frozenset]]:
+        """:meth:`sample` every ``interval`` for ``seconds``, or until ``until(sample)`` is true."""
+        samples: List[Tuple[float, frozenset]] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            samples.append(self.sample())
+            if until is not None and until(samples[-1]):
+                break
+            time.sleep(max(0.0, interval - (time.monotonic() - samples[-1][0])))
+        return samples
+
+    def wait_exit(self, host: str, since: float, timeout: float) -> Tuple[Optional[int], float]:
+        """Wait for ``host``'s process to exit: (exit code or None if still running, seconds since
+        ``since``).  An exited process is forgotten (``start`` starts it again)."""
+        node = self.nodes[host]
+        assert node.process is not None
+        try:
+            code: Optional[int] = node.process.wait(timeout=max(0.0, since + timeout - time.monotonic()))
+        except Exception:
+            return None, time.monotonic() - since
+        elapsed = time.monotonic() - since
+        node._log.close()
+        node.process = None
+        return code, elapsed
+
     def kill(self, host: str, sig: int = signal.SIGKILL) -> None:
         node = self.nodes[host]
         node.signal(sig)
@@ -178,6 +248,9 @@ cluster:
             node.process = None
 
     def stop_all(self) -> None:
+        for sock in self._probe_sockets.values():
+            sock.close()
+        self._probe_sockets.clear()
         for node in self.nodes.values():
             if node.process is not None:
                 try:

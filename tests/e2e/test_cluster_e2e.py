@@ -176,17 +176,82 @@ def test_five_node_cluster_survives_two_failures(make_cluster):
     assert cluster.wait_leader(survivors, timeout=8) in survivors
 
 
+#: Longest acceptable outage of a SIGTERM handover (issue 13: a transfer, not an election timeout,
+#: whose minimum is 0.5 s here).
+HANDOVER_BOUND = 0.3
+#: A stopped node must have exited (status 0) this soon after SIGTERM.
+EXIT_BOUND = 5.0
+
+
+def settled_leader(cluster):
+    """The serving leader, once every node follows it and sees every member alive."""
+    return wait_until(lambda: _settled(cluster), 20, interval=0.2, message="a settled cluster")
+
+
+def _settled(cluster):
+    leader = cluster.wait_leader()
+    statuses = [cluster.status(h) for h in cluster.nodes if cluster.nodes[h].process is not None]
+    if all(s and s["leader_address"] == cluster.address(leader)
+           and all(m["status"] == "alive" for m in s["members"]) for s in statuses):
+        return leader
+    return None
+
+
 def test_sigterm_on_leader_hands_over_without_outage(make_cluster):
-    """SIGTERM on the leader transfers leadership first: another node answers with data within 1 s."""
+    """SIGTERM on the leader: a survivor answers with data within HANDOVER_BOUND of the leader's
+    last data answer (a transfer), never together with it, and the old leader exits 0 within
+    EXIT_BOUND, having logged the handover."""
     cluster = make_cluster(subnet="127.0.11")
     cluster.bootstrap()
-    leader = cluster.wait_leader()
+    leader = settled_leader(cluster)
     others = [h for h in cluster.hosts if h != leader]
+    before = cluster.watch(0.3)
+    assert any(leader in nodes for _, nodes in before)
+    last_data = max(t for t, nodes in before if leader in nodes)
+    sent = time.monotonic()
     cluster.nodes[leader].signal(signal.SIGTERM)
-    started = time.monotonic()
-    new_leader = cluster.wait_leader(others, timeout=5)
-    assert time.monotonic() - started < 1.5
-    assert "leadership" in cluster.nodes[new_leader].log()
+    after = cluster.watch(EXIT_BOUND, until=lambda sample: bool(sample[1] & set(others)))
+    after += cluster.watch(0.3)
+    code, exited = cluster.wait_exit(leader, sent, EXIT_BOUND)
+    first = next((t for t, nodes in after if nodes & set(others)), None)
+    assert first is not None, "no survivor answered"
+    assert first - last_data <= HANDOVER_BOUND, f"handover outage {first - last_data:.3f}s"
+    assert all(len(nodes) <= 1 for _, nodes in before + after), "two nodes answered at once"
+    assert code == 0 and exited <= EXIT_BOUND, (code, exited)
+    log = cluster.nodes[leader].log()
+    assert "handed leadership over to" in log and "Traceback" not in log
+
+
+def test_sigterm_on_follower_and_on_a_leader_without_quorum_exits_promptly(make_cluster):
+    """SIGTERM on a follower: it exits 0 within EXIT_BOUND and the leader keeps answering; then,
+    the other follower killed, SIGTERM on the leader left without quorum exits 0 too."""
+    cluster = make_cluster(subnet="127.0.60")
+    cluster.bootstrap()
+    leader = settled_leader(cluster)
+    follower, other = [h for h in cluster.hosts if h != leader]
+    sent = time.monotonic()
+    cluster.nodes[follower].signal(signal.SIGTERM)
+    samples = cluster.watch(1.0)
+    code, exited = cluster.wait_exit(follower, sent, EXIT_BOUND)
+    assert code == 0 and exited <= EXIT_BOUND, (code, exited)
+    assert sum(1 for _, nodes in samples if nodes == {leader}) >= 0.9 * len(samples)
+    cluster.kill(other)
+    wait_until(lambda: cluster.answers(leader) != "data", 5, message="the leader without quorum stops")
+    sent = time.monotonic()
+    cluster.nodes[leader].signal(signal.SIGTERM)
+    code, exited = cluster.wait_exit(leader, sent, EXIT_BOUND)
+    assert code == 0 and exited <= EXIT_BOUND, (code, exited)
+
+
+def test_sigterm_on_a_lone_node_exits_zero(make_cluster):
+    """A one-node cluster stops at once on SIGTERM, status 0."""
+    cluster = make_cluster(size=1, subnet="127.0.61")
+    cluster.bootstrap()
+    leader = cluster.wait_leader()
+    sent = time.monotonic()
+    cluster.nodes[leader].signal(signal.SIGTERM)
+    code, exited = cluster.wait_exit(leader, sent, EXIT_BOUND)
+    assert code == 0 and exited <= 2.0, (code, exited)
 
 
 def test_leader_answers_on_the_anycast_vip(make_cluster):

@@ -7,6 +7,7 @@ Budgets are small by default so the suite stays fast; a long fuzzing run sets
 """
 
 import os
+import random
 import struct
 import time
 
@@ -18,7 +19,9 @@ import dns.rcode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from opengslb.config.model import Config, DNSConfig, SOAConfig, ZoneConfig
 from opengslb.dns.server import refusal_of
+from opengslb.dns.view import build_view
 from opengslb.dns.wire import MAX_RECORDS, Name, name_from_text, read_message, read_request
 from tests.unit.dnsfixtures import Served
 
@@ -270,3 +273,25 @@ def test_fast_path_takes_dotted_lookalikes_never():
     assert SERVED.fast.respond(data, True) is None
     message = dns.message.from_wire(SERVED.udp(data))
     assert message.rcode() == dns.rcode.REFUSED and not message.flags & dns.flags.AA
+
+
+def zone_view(*zones):
+    """A view whose zones are ``zones`` (no domains)."""
+    config = Config(dns=DNSConfig(zones=tuple(ZoneConfig(z, SOAConfig(f"ns.{z}", f"h.{z}")) for z in zones)))
+    return build_view(config, lambda region, server: None, random.Random(0))
+
+
+@given(st.lists(st.sampled_from([b"x", b"gslb", b"test", b"GSLB", b"x\x04gslb\x04test", b"sub.gslb", b"a" * 63]),
+                max_size=6))
+def test_zone_lookup_takes_the_longest_zone_at_a_label_boundary(chosen):
+    """Whichever strategy the lookup uses (per zone length or per label), the zone found is the
+    longest one whose labels end the name's labels, compared case-insensitively."""
+    zones = ["test", "gslb.test", "x.gslb.test", "deep.x.gslb.test", "a.b.c.d.e.test"]
+    view = zone_view(*zones)
+    name = Name.from_wire(b"".join(bytes((len(label),)) + label for label in chosen) + b"\x00")
+    lowered = tuple(label.lower() for label in chosen)
+    matching = [z for z in zones if lowered[len(lowered) - len(z.split(".")):] == tuple(
+        label.encode() for label in z.split(".")) and len(z.split(".")) <= len(lowered)]
+    expected = max(matching, key=len) if matching else None
+    found = view.zone_for_name(name)
+    assert (found.name if found else None) == expected

@@ -310,9 +310,9 @@ def test_transfer_is_retried_while_refused_and_fails_after_its_bound() -> None:
     clock = HandClock()
     node, sync, reactor, _ = make_node(clock)
     sync.caught_up = False
+    settle(sync, reactor)
     failures: List[Any] = []
     node.transfer_leadership(timeout=1.0).addErrback(failures.append)
-    settle(sync, reactor)
     for _ in range(100):
         sync.answer(OTHERS[0])
         settle(sync, reactor)
