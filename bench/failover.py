@@ -65,6 +65,8 @@ class Prober:
             sock.setblocking(False)
             self.sockets[host] = sock
         self.query = dns.message.make_query("app.cluster.test", "A")
+        self.last_refused: frozenset = frozenset()
+        self.last_silent: frozenset = frozenset()
 
     def sample(self) -> Tuple[float, frozenset]:
         wire = self.query.to_wire()
@@ -75,6 +77,7 @@ class Prober:
             except OSError:
                 pass
         answered = set()
+        refused = set()
         deadline = started + self.interval * 0.8
         pending = dict(self.sockets)
         while pending and time.monotonic() < deadline:
@@ -86,9 +89,13 @@ class Prober:
                     reply = dns.message.from_wire(data)
                     if reply.rcode() == dns.rcode.NOERROR and reply.answer:
                         answered.add(host)
+                    elif reply.rcode() == dns.rcode.REFUSED:
+                        refused.add(host)
                 except Exception:
                     pass
                 del pending[host]
+        self.last_refused = frozenset(refused)
+        self.last_silent = frozenset(pending)
         for sock in self.sockets.values():  # drain late replies so they do not count next time
             try:
                 while True:
@@ -139,12 +146,20 @@ def settle(cluster: Cluster, timeout: float = 20.0) -> str:
     raise RuntimeError(f"the cluster did not settle: {summary}")
 
 
-def quiet(cluster: Cluster, seconds: float) -> Tuple[int, int, int]:
-    """Probe every node each 20 ms for ``seconds`` with no fault: (slots, slots with data, slots with two)."""
+def quiet(cluster: Cluster, seconds: float) -> Tuple[int, int, int, int]:
+    """Probe every node each 20 ms for ``seconds`` with no fault: (slots, slots with data, slots with
+    two, slots without data in which every node answered REFUSED, i.e. not a late reply)."""
     prober = Prober(cluster, interval=0.02)
-    samples = prober.run_until(lambda s: False, seconds)
+    all_refused = [0]
+
+    def note(samples: List[Tuple[float, frozenset]]) -> bool:
+        if not samples[-1][1] and len(prober.last_refused) == len(cluster.hosts):
+            all_refused[0] += 1
+        return False
+
+    samples = prober.run_until(note, seconds)
     return (len(samples), sum(1 for _, nodes in samples if nodes),
-            sum(1 for _, nodes in samples if len(nodes) > 1))
+            sum(1 for _, nodes in samples if len(nodes) > 1), all_refused[0])
 
 
 def sigterm(cluster: Cluster, prober: Prober, leader: str) -> Tuple[Optional[float], float, float, int]:
@@ -208,7 +223,7 @@ def main() -> int:
                       election_timeout=args.election_timeout)
     results: Dict[str, List[Tuple[Optional[float], float]]] = {k: [] for k in kinds if k != "quiet"}
     exits: List[Tuple[float, int]] = []
-    quiet_runs: List[Tuple[int, int, int]] = []
+    quiet_runs: List[Tuple[int, int, int, int]] = []
     try:
         cluster.bootstrap()
         prober = Prober(cluster)
@@ -216,10 +231,11 @@ def main() -> int:
             for kind in kinds:
                 leader = settle(cluster)
                 if kind == "quiet":
-                    slots, answered, dual = quiet(cluster, args.quiet_seconds)
-                    quiet_runs.append((slots, answered, dual))
+                    slots, answered, dual, refused = quiet(cluster, args.quiet_seconds)
+                    quiet_runs.append((slots, answered, dual, refused))
                     print(f"trial {trial + 1:2d} quiet     {answered}/{slots} slots answered with data "
-                          f"({100.0 * answered / max(1, slots):.2f}%), {dual} with two answers", flush=True)
+                          f"({100.0 * answered / max(1, slots):.2f}%), {dual} with two answers, "
+                          f"{refused} refused by every node", flush=True)
                     continue
                 if kind == "sigterm":
                     outage, overlap, exited, code = sigterm(cluster, prober, leader)
@@ -256,9 +272,9 @@ def main() -> int:
         backend.stop()
         shutil.rmtree(base, ignore_errors=True)
 
-    for slots, answered, dual in quiet_runs:
+    for slots, answered, dual, refused in quiet_runs:
         print(f"\nquiet: {answered}/{slots} 20 ms slots answered with data ({100.0 * answered / max(1, slots):.2f}%), "
-              f"{dual} with two answers")
+              f"{dual} with two answers, {refused} refused by every node (the rest: replies later than 16 ms)")
     if exits:
         times = [t for t, _ in exits]
         print(f"\nsigterm exit: median {statistics.median(times):.2f}s, max {max(times):.2f}s, "

@@ -93,6 +93,33 @@ class QueryStats:
         self.duration_sum += seconds
 
 
+class ErrorReports:
+    """Logs unexpected errors met while answering, without letting packets flood the log.
+
+    The first error is logged with its traceback; after that at most one per
+    ``interval`` seconds of ``clock``, saying how many were not logged in
+    between.  :attr:`total` counts them all.  Call :meth:`report` from an
+    ``except`` block (the traceback is the one being handled).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, interval: float = 60.0) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._last: Optional[float] = None
+        self._unlogged = 0
+        self.total = 0
+
+    def report(self, message: str, **fields: Any) -> None:
+        self.total += 1
+        now = self._clock()
+        if self._last is not None and now - self._last < self._interval:
+            self._unlogged += 1
+            return
+        log.failure(message + " ({unlogged} more not logged since the last report)",
+                    unlogged=self._unlogged, **fields)
+        self._last, self._unlogged = now, 0
+
+
 class DNSResponder:
     """Answers raw DNS requests from the current answering view.
 
@@ -108,7 +135,8 @@ class DNSResponder:
     A node that is not serving applies ``follower_policy()``: ``refuse``
     (REFUSED), ``drop`` (no reply) or ``forward`` (relay through
     ``forwarder`` to the leader; a query that was already relayed once is
-    answered SERVFAIL instead, so nothing is forwarded twice).
+    answered SERVFAIL instead, so nothing is forwarded twice).  ``errors``
+    logs unexpected failures of the listeners (rate-limited).
     """
 
     def __init__(self, view_source: Callable[[], AnsweringView], stats: QueryStats,
@@ -116,7 +144,8 @@ class DNSResponder:
                  serving: Callable[[], bool] = lambda: True,
                  follower_policy: Callable[[], str] = lambda: "refuse",
                  forwarder: Optional["Forwarder"] = None,
-                 fast_path: Optional["FastPath"] = None) -> None:
+                 fast_path: Optional["FastPath"] = None,
+                 errors: Optional[ErrorReports] = None) -> None:
         self._view_source = view_source
         self._stats = stats
         self._on_stale = on_stale
@@ -126,6 +155,7 @@ class DNSResponder:
         self._forwarder = forwarder
         self._nsid_source: Optional[str] = None
         self._nsid = b""
+        self.errors = errors if errors is not None else ErrorReports()
         # Prepared wire answers for plain A/AAAA queries (None = not mine); see fastpath.py.
         self.fast_respond: Callable[[bytes, bool], Optional[bytes]] = (
             fast_path.respond if fast_path is not None else _no_fast_answer)
@@ -268,7 +298,7 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         try:
             reply = self._responder.respond(data, MIN_UDP_SIZE)
         except Exception:
-            log.failure("unexpected error answering a query from {peer}", peer=addr[0])
+            self._responder.errors.report("unexpected error answering a query from {peer}", peer=addr[0])
             reply = header_only(data, dns.ESERVER) if len(data) >= 12 else None
         if isinstance(reply, Deferred):
             reply.addCallback(self._send_later, addr)
@@ -336,7 +366,7 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
         try:
             reply = self._responder.respond(data, None)
         except Exception:
-            log.failure("unexpected error answering a TCP query")
+            self._responder.errors.report("unexpected error answering a TCP query")
             reply = header_only(data, dns.ESERVER) if len(data) >= 12 else None
         if isinstance(reply, Deferred):
             reply.addCallback(self._send_later)
@@ -480,7 +510,10 @@ def listen_dns(reactor: IReactorUDP, listen: ListenAddress, responder: DNSRespon
                ) -> List[IListeningPort]:
     """Bind UDP and TCP on every address of ``listen``.
 
-    Raises ``twisted.internet.error.CannotListenError`` (after closing what was
+    Each UDP socket asks for a :data:`UDP_RECEIVE_BUFFER` receive buffer
+    (the size granted is logged); each TCP listener is a bounded
+    :class:`DNSStreamFactory`.  Raises
+    ``twisted.internet.error.CannotListenError`` (after closing what was
     already bound) when any bind fails.
     """
     ports: List[IListeningPort] = []

@@ -44,9 +44,12 @@ decrypts.  Incoming connections that have not authenticated within
 from __future__ import annotations
 
 import collections
+import functools
+import ipaddress
 import json
 import math
 import os
+import random
 import struct
 import threading
 import time
@@ -56,10 +59,11 @@ from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Sequen
 from cryptography.fernet import InvalidToken
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.monotonic import monotonic as pysyncobj_clock
+from pysyncobj.node import TCPNode
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 from pysyncobj.transport import TCPTransport
 from pysyncobj.utility import TcpUtility, UtilityException
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -80,6 +84,16 @@ HANDOVER_RETRY = 0.25
 HANDOVER_POLL = 0.01
 #: Stopping pysyncobj (closing its sockets, joining its tick thread) is awaited this long.
 DESTROY_TIMEOUT = 1.0
+#: Joining: first and largest pause between attempts (doubling, with jitter), and how long a
+#: joiner keeps looking for a leader before it gives up (exit 1).
+JOIN_BACKOFF = 0.2
+JOIN_BACKOFF_MAX = 3.0
+JOIN_GIVE_UP = 120.0
+#: How long one admin request (status, add) may take.
+ADMIN_TIMEOUT = 3.0
+JOIN_ADD_TIMEOUT = 10.0
+#: A node without a leader for this long asks members it cannot reach to dial it (see _Transport).
+REACH_OUT_AFTER = 1.5
 JOURNAL_FILE = "raft.journal"
 SNAPSHOT_FILE = "raft.snapshot"
 
@@ -175,6 +189,7 @@ class RaftStatus:
     leader_ready: bool = False  # leader that has committed an entry of its own term
     lease_until: float = 0.0
     handing_over: bool = False
+    joining: bool = False  # a joiner whose addition is not in its log yet
 
     @property
     def is_leader(self) -> bool:
@@ -392,22 +407,104 @@ class _BoundConnection(_GuardedConnection):
 
 class _Transport(TCPTransport):
     """Marks vote requests sent by the target of a leadership transfer; binds outgoing connections;
-    guards every connection (:class:`_GuardedConnection`) and bounds the unauthenticated ones."""
+    guards every connection (:class:`_GuardedConnection`) and bounds the unauthenticated ones.
+
+    It also talks to **strangers**: cluster members this node has not learned
+    yet.  pysyncobj lets only the node with the higher address dial, and
+    drops an incoming connection from an address it does not know; while a
+    join is settling, two members may know each other one way only, and if
+    the leader dies then, neither can reach the other and no election can
+    ever succeed (issue 13).  So an incoming connection that has proven it
+    holds the cluster key (:class:`_GuardedConnection`) is kept even from an
+    unknown address, and a node with the higher address dials an unknown
+    lower one when that one asks (the ``opengslb_dial`` admin command,
+    sent by :class:`RaftNode` while it has no leader).  Messages on such a
+    connection reach pysyncobj as from any node (votes, pre-votes, appends);
+    it never joins this node's membership, and is replaced by a regular
+    connection once the node is learned.
+    """
+
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:
+        self._strangers: Dict[Any, Any] = {}  # TCPNode -> its (incoming or outgoing) connection
+        super().__init__(syncObj, selfNode, otherNodes)
 
     def _refused(self, reason: str) -> None:
         on_reject = getattr(self._syncObj, "_on_reject", None)
         if on_reject is not None:
             on_reject(reason)
 
-    def addNode(self, node: Any) -> None:
-        super().addNode(node)
-        conn = self._connections.get(node)
-        if conn is None or isinstance(conn, _GuardedConnection):
-            return
+    def _bind_outgoing(self, conn: Any) -> None:
         bound = _BoundConnection.adopt(conn, self._refused)
         source = getattr(self._syncObj, "_self_address", "").rpartition(":")[0].strip("[]")
         if source and source not in ("0.0.0.0", "::"):
             bound.source_host = source
+
+    def addNode(self, node: Any) -> None:
+        stranger = self._strangers.pop(node, None)
+        if stranger is not None:  # learned at last: replace the stranger's connection by a regular one
+            self._connections.pop(node, None)
+            stranger.setOnDisconnectedCallback(None)
+            stranger.disconnect()
+            self._onNodeDisconnected(node)
+        super().addNode(node)
+        conn = self._connections.get(node)
+        if conn is None or isinstance(conn, _GuardedConnection):
+            return
+        self._bind_outgoing(conn)
+
+    def dial_stranger(self, address: str) -> bool:
+        """Connect to ``address``, a node not (yet) among ours that asked to be dialled.
+
+        Only a node with the higher address dials (pysyncobj's rule, so the
+        two never cross); returns whether a connection is on its way.
+        """
+        node = TCPNode(address)
+        if (self._selfNode is None or node == self._selfNode or node in self._nodes
+                or not self._selfNode.address > node.address):
+            return False
+        current = self._connections.get(node)
+        if current is not None and current.state != CONNECTION_STATE.DISCONNECTED:
+            return True
+        conn = TcpConnection(poller=self._syncObj._poller, timeout=self._syncObj.conf.connectionTimeout,
+                             sendBufferSize=self._syncObj.conf.sendBufferSize,
+                             recvBufferSize=self._syncObj.conf.recvBufferSize,
+                             keepalive=self._syncObj.conf.tcp_keepalive)
+        conn.encryptor = self._syncObj.encryptor
+        conn.setOnConnectedCallback(functools.partial(self._onOutgoingConnected, conn))
+        conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
+        conn.setOnDisconnectedCallback(functools.partial(self._onDisconnected, conn))
+        self._bind_outgoing(conn)
+        self._connections[node] = conn
+        self._strangers[node] = conn
+        return bool(conn.connect(node.ip, node.port))
+
+    def _onIncomingMessageReceived(self, conn: Any, message: Any) -> None:
+        if (conn.sendRandKey and getattr(conn, "authenticated", False) and isinstance(message, str)
+                and message != "readonly" and message not in self._nodeAddrToNode
+                and self._selfNode is not None and message != self._selfNode.address
+                and _is_peer_address(message)):
+            node = TCPNode(message)  # a key holder we do not know yet: keep it as a stranger
+            previous = self._strangers.pop(node, None)
+            if previous is not None and previous is not conn:
+                previous.setOnDisconnectedCallback(None)
+                previous.disconnect()
+            self._unknownConnections.discard(conn)
+            self._connections[node] = conn
+            self._strangers[node] = conn
+            conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
+            self._onNodeConnected(node)
+            return
+        super()._onIncomingMessageReceived(conn, message)
+
+    def _onDisconnected(self, conn: Any) -> None:
+        node = self._connToNode(conn)
+        if node is not None and self._strangers.get(node) is conn:
+            del self._strangers[node]
+            self._connections.pop(node, None)
+            self._unknownConnections.discard(conn)
+            self._onNodeDisconnected(node)
+            return
+        super()._onDisconnected(conn)
 
     def _onNewIncomingConnection(self, conn: Any) -> None:
         waiting = sum(1 for c in self._unknownConnections if not getattr(c, "authenticated", False))
@@ -451,10 +548,22 @@ class _SyncObj(SyncObj):
     def __init__(self, self_address: str, others: List[str], conf: SyncObjConf,
                  consumer: _MachineConsumer, timing: RaftTiming, on_reject: Callable[[str], None],
                  publish: Callable[["RaftStatus"], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, joining: bool = False) -> None:
         self._init_adapter(self_address, timing, on_reject, publish, clock)
+        self.joining = joining
         super().__init__(self_address, others, conf, consumers=[consumer], transportClass=_Transport)
+        self._SyncObj__transport.setOnUtilityMessageCallback(  # type: ignore[attr-defined]
+            "opengslb_dial", self._on_dial_request)
         self.addOnTickCallback(self._after_tick)
+
+    def _on_dial_request(self, args: List[Any], reply: Callable[[Any, Any], None]) -> None:
+        """Tick thread: a key holder (admin command ``opengslb_dial ADDRESS``) asks to be dialled."""
+        address = args[0] if args else None
+        transport = self._SyncObj__transport  # type: ignore[attr-defined]
+        if isinstance(address, str) and _is_peer_address(address) and transport.dial_stranger(address):
+            reply(None, FAIL_REASON.SUCCESS)
+        else:
+            reply(None, FAIL_REASON.REQUEST_DENIED)
 
     def _init_adapter(self, self_address: str, timing: RaftTiming, on_reject: Callable[[str], None],
                       publish: Callable[["RaftStatus"], None], clock: Callable[[], float]) -> None:
@@ -473,6 +582,11 @@ class _SyncObj(SyncObj):
         self._prevote_granted_at = -math.inf
         self._responses = _LeaseTracker()
         self._tick_work: Deque[Callable[[], None]] = collections.deque()
+        #: A joiner whose addition is not confirmed yet never starts an election (it may not
+        #: know every member yet); it still answers votes.  Cleared by RaftNode (any thread).
+        self.joining = False
+        self._join_scanned = 0  # log entries up to here hold no entry adding this node
+        self._change_pending_until = 0  # log index of the last membership change not yet applied
 
     def call_on_tick(self, work: Callable[[], None]) -> None:
         """Run ``work()`` on the tick thread after the next tick.  Any thread; never blocks.
@@ -489,6 +603,21 @@ class _SyncObj(SyncObj):
             except IndexError:
                 return
             work()
+
+    def _SyncObj__changeCluster(self, request: Any) -> bool:
+        """Leader: accept a membership change only when no earlier one is still unapplied.
+
+        pysyncobj means to allow one change at a time but never records the
+        pending one, so concurrent joins could put two uncommitted changes in
+        the log (Raft's single-server changes are safe only one at a time).  A
+        refused change answers REQUEST_DENIED; joiners retry with backoff.
+        """
+        if self._SyncObj__raftLastApplied < self._change_pending_until:  # type: ignore[attr-defined]
+            return False
+        accepted: bool = SyncObj._SyncObj__changeCluster(self, request)  # type: ignore[attr-defined]
+        if accepted:  # it goes to the next log index
+            self._change_pending_until = self._SyncObj__getCurrentLogIndex() + 1  # type: ignore[attr-defined]
+        return accepted
 
     def request_handover(self, on_result: Callable[[bool], None]) -> None:
         """Tick thread: ask the most caught-up connected follower to take over (Raft's TimeoutNow).
@@ -538,6 +667,9 @@ class _SyncObj(SyncObj):
             return
         now = self._clock()
         others = self._SyncObj__otherNodes  # type: ignore[attr-defined]
+        if self.joining:  # not a confirmed member yet: never stand for election
+            self._SyncObj__raftElectionDeadline = raft_now + self._SyncObj__generateRaftTimeout()  # type: ignore[attr-defined]
+            return
         if not others or now < self._transfer_election_until:
             return  # a single node, or the target of a leadership transfer: elect at once
         if now - self._prevote_granted_at < self._timing.max_timeout:
@@ -629,8 +761,33 @@ class _SyncObj(SyncObj):
         """Runs on the tick thread after every tick: queued work, then a fresh status."""
         try:
             self._run_tick_work()
+            if self.joining:
+                self._check_added()
         finally:
             self._publish_status()
+
+    def _check_added(self) -> None:
+        """Joining: end joining mode once the entry adding this node is in the log.
+
+        From then on this node is a member by Raft's rule (a configuration
+        takes effect when appended), and it knows every member: all earlier
+        changes come before it in the log, since the leader accepts one at a
+        time.  A log that starts after the scanned part (a snapshot from the
+        leader) also proves membership: only members are sent snapshots.
+        """
+        log_index = self._SyncObj__getCurrentLogIndex()  # type: ignore[attr-defined]
+        if log_index <= self._join_scanned:
+            return
+        entries = self._SyncObj__getEntries(self._join_scanned + 1)  # type: ignore[attr-defined]
+        if not entries:
+            self.joining = False  # the log now starts after the scanned part: a snapshot
+            return
+        for command, _, _ in entries:
+            request = self._SyncObj__parseChangeClusterRequest(command)  # type: ignore[attr-defined]
+            if request and request[0] == "add" and request[1] == self._self_address:
+                self.joining = False
+                return
+        self._join_scanned = log_index
 
     def _publish_status(self) -> None:
         state = self._SyncObj__raftState  # type: ignore[attr-defined]
@@ -655,7 +812,20 @@ class _SyncObj(SyncObj):
             and self._SyncObj__raftLastApplied >= noop,  # type: ignore[attr-defined]
             lease_until=self._lease_until(now) if is_leader else 0.0,
             handing_over=is_leader and now < self._handover_until,
+            joining=self.joining,
         ))
+
+
+def _is_peer_address(text: str) -> bool:
+    """True for ``IPv4:port`` or ``[IPv6]:port`` (a node's identity on the cluster port)."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return False
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
+    except ValueError:
+        return False
+    return True
 
 
 def _admin(address: str, command: List[Any], password: str, timeout: float) -> Any:
@@ -680,7 +850,7 @@ class RaftNode:
     """
 
     def __init__(self, reactor: Any, cluster: ClusterConfig, propose_timeout: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, rng: Optional[random.Random] = None) -> None:
         self.reactor = reactor
         self.cluster = cluster
         self.propose_timeout = propose_timeout
@@ -699,6 +869,11 @@ class RaftNode:
         self._consumer: Optional[_MachineConsumer] = None
         self._joined_through: List[str] = []
         self._stopping = False
+        self._joining = False
+        self._joined: "Optional[defer.Deferred[None]]" = None  # the joiner's add loop
+        self._leaderless_since: Optional[float] = None
+        self._reach_loop: Optional[task.LoopingCall] = None
+        self._rng = rng or random.Random()
 
     # -- identity and files ---------------------------------------------------
 
@@ -761,21 +936,17 @@ class RaftNode:
         else:
             raise RuntimeError("this node has no cluster state: start it with --bootstrap (first node) "
                                "or --join HOST:PORT (an existing member)")
-        self._save_members(tuple(sorted(set(members))))
-        self._start_syncobj([m for m in members if m != self.address])
-        if self._joined_through:
-            self.reactor.callLater(3.0, self._ensure_joined, 10)
+        joining = self.address not in members
+        members = sorted(set(members) | {self.address})
+        if not joining:
+            self._save_members(tuple(members))
+        self._joining = joining
+        self._start_syncobj([m for m in members if m != self.address], joining=joining)
+        if joining:
+            self._joined = self._add_self(list(join), members)
         return None
 
-    def _ensure_joined(self, attempts_left: int) -> None:
-        """Re-send the add request while no leader talks to us (a concurrent change was refused)."""
-        if self._sync is None or self.status.leader is not None or attempts_left <= 0:
-            return
-        for seed in self._joined_through:
-            self._send_add(seed, self.password)
-        self.reactor.callLater(3.0, self._ensure_joined, attempts_left - 1)
-
-    def _start_syncobj(self, others: List[str]) -> None:
+    def _start_syncobj(self, others: List[str], joining: bool = False) -> None:
         timing = self.timing
         raft = self.cluster.raft
         conf = SyncObjConf(
@@ -794,8 +965,25 @@ class RaftNode:
         consumer = _MachineConsumer(on_apply=self._applied_on_tick, on_restore=self._restored_on_tick)
         self._sync = _SyncObj(self.address, others, conf, consumer, timing,
                               on_reject=self._rejected_on_tick, publish=self._published_on_tick,
-                              clock=self.clock)
+                              clock=self.clock, joining=joining)
         self._consumer = consumer
+        self._reach_loop = task.LoopingCall(self._reach_out)
+        self._reach_loop.clock = self.reactor
+        self._reach_loop.start(1.0, now=False)
+
+    def _reach_out(self) -> None:
+        """Without a leader for :data:`REACH_OUT_AFTER` seconds, ask each member with a higher
+        address that is not connected to dial this node: it may not have learned this node yet,
+        and pysyncobj lets only the higher address dial (see :class:`_Transport`)."""
+        since = self._leaderless_since
+        if self._sync is None or since is None or self.reactor.seconds() - since < REACH_OUT_AFTER:
+            return
+        status = self.status
+        for member in status.members:
+            if member > self.address and member not in status.connected:
+                d = _in_daemon_thread(self.reactor, _admin, member, ["opengslb_dial", self.address],
+                                      self.password, 1.0)
+                d.addErrback(lambda failure: None)
 
     def stop(self, handover_timeout: float = HANDOVER_TIMEOUT) -> "defer.Deferred[None]":
         """Hand leadership over when leading, then stop pysyncobj; never fails.
@@ -810,6 +998,8 @@ class RaftNode:
         if sync is None:
             return defer.succeed(None)
         self._stopping = True
+        if self._reach_loop is not None and self._reach_loop.running:
+            self._reach_loop.stop()
         d: defer.Deferred[Any] = defer.succeed(None)
         if self.status.is_leader and len(self.status.members) > 1:
             d = self.transfer_leadership(timeout=handover_timeout)
@@ -844,8 +1034,8 @@ class RaftNode:
     def _published_on_tick(self, status: RaftStatus) -> None:
         previous = self.status
         self.status = status  # atomic reference swap: readers see old or new, never a mix
-        if (previous.state, previous.leader, previous.members, previous.leader_ready) != (
-                status.state, status.leader, status.members, status.leader_ready):
+        if (previous.state, previous.leader, previous.members, previous.leader_ready, previous.joining) != (
+                status.state, status.leader, status.members, status.leader_ready, status.joining):
             self.reactor.callFromThread(self._status_changed, previous, status)
 
     def _mirror_apply(self, command: Command) -> None:
@@ -871,13 +1061,25 @@ class RaftNode:
                  event="raft_packet_rejected")
 
     def _status_changed(self, previous: RaftStatus, status: RaftStatus) -> None:
+        if self._joining and not status.joining and self._sync is not None and not self._sync.joining:
+            self._joining = False
+            log.info("joined the cluster as {address} (members: {members})", address=self.address,
+                     members=", ".join(status.members), event="raft_joined")
+            try:
+                self._save_members(status.members)
+            except OSError as error:
+                log.error("cannot save the member list: {error}", error=error)
+        if status.leader is None and (previous.leader is not None or self._leaderless_since is None):
+            self._leaderless_since = self.reactor.seconds()
+        elif status.leader is not None:
+            self._leaderless_since = None
         if status.state == "Candidate" and previous.state != "Candidate":
             self.elections += 1
             self.last_election = self.reactor.seconds()
         if previous.state != status.state or previous.leader != status.leader:
             log.info("raft: {state} (term {term}, leader {leader})", state=status.state,
                      term=status.term, leader=status.leader or "none", event="leadership")
-        if previous.members != status.members and status.members:
+        if previous.members != status.members and status.members and not self._joining:
             try:
                 self._save_members(status.members)
             except OSError as error:
@@ -1028,41 +1230,99 @@ class RaftNode:
         d.addCallbacks(check, failed)
         return d
 
+    def _backoff(self, attempt: int) -> float:
+        """Seconds before retry ``attempt`` (0, 1, ...): doubling from JOIN_BACKOFF up to
+        JOIN_BACKOFF_MAX, times a random 0.5-1.0 so that joiners started together spread out."""
+        return min(JOIN_BACKOFF_MAX, JOIN_BACKOFF * 2 ** attempt) * self._rng.uniform(0.5, 1.0)
+
+    @defer.inlineCallbacks
+    def _leader_view(self, contacts: List[str]) -> Any:
+        """Ask ``contacts`` in turn for the leader; fires with (leader, its member list), or with
+        (None, error text) when none knows a leader.  The leader's list is the authoritative one."""
+        last_error = "no member answered"
+        for contact in contacts:
+            try:
+                status = yield _in_daemon_thread(self.reactor, _admin, contact, ["status"], self.password,
+                                                 ADMIN_TIMEOUT)
+            except Exception as error:
+                last_error = f"{contact}: {error}"
+                continue
+            if not isinstance(status, dict):
+                last_error = f"{contact}: unexpected answer {status!r}"
+                continue
+            leader = status.get("leader")
+            leader_id = getattr(leader, "id", None)
+            if not leader_id:
+                last_error = f"{contact} knows no leader"
+                continue
+            if leader_id != contact:
+                try:
+                    status = yield _in_daemon_thread(self.reactor, _admin, leader_id, ["status"],
+                                                     self.password, ADMIN_TIMEOUT)
+                except Exception as error:
+                    last_error = f"leader {leader_id}: {error}"
+                    continue
+                if not isinstance(status, dict) or getattr(status.get("leader"), "id", None) != leader_id:
+                    last_error = f"{leader_id} no longer leads"
+                    continue
+            return leader_id, _members_from_status(status)
+        return None, last_error
+
     @defer.inlineCallbacks
     def _join(self, seeds: List[str]) -> Any:
-        """Ask a seed for the member list, ask it to add us, and return the full member list.
+        """Find the leader through any seed and return its member list (the full one).
 
-        Retries over every seed until one answers.  The add itself may only
-        complete once this node runs (a 1 → 2 member change needs us), so it is
-        sent without waiting for its outcome; pysyncobj refuses a duplicate add,
-        which makes retrying safe.
+        Retries with backoff until a seed names a leader that answers, for
+        at most :data:`JOIN_GIVE_UP` seconds; then fails with RuntimeError.
         """
-        password = self.password
-        last_error = "no seed answered"
-        for attempt in range(40):
-            for seed in seeds:
-                try:
-                    status = yield _in_daemon_thread(self.reactor, _admin, seed, ["status"], password, 3.0)
-                except Exception as error:
-                    last_error = f"{seed}: {error}"
-                    continue
-                if not isinstance(status, dict):
-                    last_error = f"{seed}: unexpected answer {status!r}"
-                    continue
-                members = _members_from_status(status)
-                if self.address not in members:
-                    self._send_add(seed, password)
-                log.info("joining the cluster through {seed}: members {members}", seed=seed,
-                         members=", ".join(members), event="raft_join")
-                return sorted(set(members) | {self.address})
-            yield _sleep(self.reactor, min(0.25 * (attempt + 1), 2.0))
-        raise RuntimeError(f"could not join the cluster through {', '.join(seeds)}: {last_error}")
+        started = self.reactor.seconds()
+        attempt = 0
+        while True:
+            leader, found = yield self._leader_view(seeds)
+            if leader is not None:
+                log.info("joining the cluster: leader {leader}, members {members}", leader=leader,
+                         members=", ".join(found), event="raft_join")
+                return list(found)
+            if self.reactor.seconds() - started > JOIN_GIVE_UP:
+                raise RuntimeError(f"could not join the cluster through {', '.join(seeds)}: {found}")
+            yield _sleep(self.reactor, self._backoff(attempt))
+            attempt += 1
 
-    def _send_add(self, seed: str, password: str) -> None:
-        d = _in_daemon_thread(self.reactor, _admin, seed, ["add", self.address], password, 30.0)
-        d.addCallbacks(lambda reply: log.info("membership change: {reply}", reply=reply),
-                       lambda f: log.warn("add request through {seed} failed: {e}", seed=seed,
-                                          e=f.getErrorMessage()))
+    @defer.inlineCallbacks
+    def _add_self(self, seeds: List[str], members: List[str]) -> Any:
+        """Ask the leader to add this node until the addition is confirmed.
+
+        Runs with pysyncobj started (a 1 → 2 change commits only with this
+        node's answer).  The leader accepts one membership change at a time,
+        so a joiner started together with others is refused at first and
+        retries with backoff.  A refused or lost request is followed by a
+        look at the leader's member list: an earlier request may have
+        committed after all (pysyncobj refuses a duplicate add).
+        """
+        attempt = 0
+        while not self._stopping and self._sync is not None and self._sync.joining:
+            contacts = [m for m in members if m != self.address] + [s for s in seeds if s not in members]
+            leader, found = yield self._leader_view(contacts)
+            if leader is not None and self.address in found:
+                break
+            reply = "no leader found"
+            if leader is not None:
+                try:
+                    reply = str((yield _in_daemon_thread(self.reactor, _admin, leader, ["add", self.address],
+                                                         self.password, JOIN_ADD_TIMEOUT)))
+                except Exception as error:
+                    reply = str(error) or type(error).__name__
+                if reply.startswith("SUCCESS"):
+                    break
+                members = sorted(set(members) | set(found))
+            delay = self._backoff(attempt)
+            log.info("join: not added yet ({reply}); retrying in {delay:.1f}s", reply=reply, delay=delay,
+                     event="raft_join_retry")
+            yield _sleep(self.reactor, delay)
+            attempt += 1
+        # Confirmed (or stopping).  Joining mode ends on the tick thread once the entry adding this
+        # node is in its log (_SyncObj._check_added): then it knows every member.
+        return None
 
 
 def _in_daemon_thread(reactor: Any, function: Callable[..., Any], *args: Any) -> "defer.Deferred[Any]":

@@ -15,6 +15,7 @@ outside user would run.  Its JSON report gives the numbers.
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tests.e2e.harness import OpenGSLB, TCPBackend, free_port
 
@@ -44,8 +45,11 @@ DEFAULT_CHECKS = (
 def fuzz_config(api_port: int, backends: Sequence[TCPBackend]) -> str:
     """The configuration of the fuzzed server (``{DNS}`` is filled in by :class:`OpenGSLB`).
 
-    Health checks are TCP and slow (every 30 s): a registration schemathesis
-    makes for a made-up address is checked about once, not every second.
+    Health checks are TCP and unhurried (every 5 s, so the first round, and
+    readiness, come within 5 s): a registration schemathesis makes for a
+    made-up address is checked every 5 s, not every second.  The
+    runtime state lives in the server's own directory (``{DATA}``), never in
+    the default /var/lib/opengslb.
     """
     servers = "\n".join(f"      - {{address: {b.host}, port: {b.port}}}" for b in backends)
     return f"""
@@ -58,11 +62,12 @@ api:
   tokens: ["{ADMIN_TOKEN}", {{token: "{DRAIN_TOKEN}", scope: drain}}]
 cluster:
   node_name: fuzz-node
+  raft: {{data_dir: "{{DATA}}"}}
 regions:
   - name: {REGION}
     servers:
 {servers}
-    health_check: {{type: tcp, interval: 30s, timeout: 500ms}}
+    health_check: {{type: tcp, interval: 5s, timeout: 500ms}}
 domains:
   - {{name: app.fuzz.test, routing_algorithm: weighted, regions: [{REGION}], ttl: 15}}
 """
@@ -90,32 +95,69 @@ class FuzzServer:
 
 
 def start_fuzz_server(directory: Path) -> FuzzServer:
-    """Start the real server in ``directory`` and wait until its API answers."""
+    """Start the real server in ``directory`` and wait until it is ready.
+
+    Ready matters: until the first round of health checks is done
+    ``/api/v1/ready`` answers 503 (by design, for load balancers), which
+    schemathesis's not_a_server_error check would count as a failure.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
     backends = [TCPBackend("127.0.0.81"), TCPBackend("127.0.0.82")]
     port = free_port()
-    node = OpenGSLB(directory, fuzz_config(port, backends))
+    node: Optional[OpenGSLB] = None
     try:
+        node = OpenGSLB(directory, fuzz_config(port, backends))
         node.start()
         deadline = time.monotonic() + 15
         while True:
             try:
-                import http.client
-
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/api/v1/ready")
-                if conn.getresponse().status == 200:
+                if api_call(port, "GET", "/api/v1/ready", token=None)[0] == 200:
                     break
-            except OSError:
+            except (OSError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the API on {port} did not become ready:\n{node.log()}")
+                raise RuntimeError(f"the server on {port} did not become ready:\n{node.log()}")
             time.sleep(0.1)
     except BaseException:
-        node.stop()
+        if node is not None:
+            node.stop()
         for backend in backends:
             backend.stop()
         raise
     return FuzzServer(node, port, backends)
+
+
+def api_call(port: int, method: str, path: str, body: Any = None,
+             token: Optional[str] = ADMIN_TOKEN) -> Tuple[int, Any]:
+    """One request to the API on ``port``: (status, decoded JSON body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        conn.close()
+
+
+def seed_state(server: FuzzServer) -> None:
+    """Give the server some runtime state, so replies carry every shape the document describes
+    (an override with an expiry, a registration with a claim and an active bleed signal)."""
+    backend = server.backends[0]
+    status, _ = api_call(server.port, "PUT", f"/api/v1/overrides/{REGION}/{backend.host}",
+                         {"weight": 50, "reason": "seeded by the fuzz set-up", "ttl": "1h"})
+    assert status == 200, status
+    status, reply = api_call(server.port, "POST", "/api/v1/services",
+                             {"region": REGION, "address": "127.0.0.83", "port": 8080, "ttl": "1h",
+                              "healthy": True, "agent": "fuzz-agent"}, token=DRAIN_TOKEN)
+    assert status == 201, (status, reply)
+    status, _ = api_call(server.port, "PUT", f"/api/v1/services/{reply['id']}/heartbeat",
+                         {"healthy": True, "signal": {"type": "bleed", "reason": "cpu_high",
+                                                      "value": 97.5, "threshold": 90}},
+                         token=DRAIN_TOKEN)
+    assert status == 200, status
 
 
 def schemathesis_command() -> List[str]:

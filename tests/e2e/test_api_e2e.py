@@ -44,6 +44,7 @@ api:
 {api_extra}
 cluster:
   node_name: e2e-node
+  raft: {{data_dir: "{{DATA}}"}}
 regions:
   - name: r1
     servers:

@@ -25,6 +25,7 @@ from tests.e2e.api_fuzz import (
     ADMIN_TOKEN,
     FuzzServer,
     run_schemathesis,
+    seed_state,
     server_problems,
     start_fuzz_server,
 )
@@ -34,8 +35,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory):
-    """One real server for both runs of this module."""
+    """One real server for both runs of this module, with an override and a bleeding registration."""
     server = start_fuzz_server(tmp_path_factory.mktemp("fuzz-server"))
+    seed_state(server)
     yield server
     server.stop()
 
@@ -54,9 +56,10 @@ def test_schemathesis_with_the_admin_token_finds_nothing(fuzz_server: FuzzServer
     assert result.cases >= 500, result.summary()
     assert result.report["warnings"]["unsupported_regex"] == [], "schemathesis cannot read a pattern"
     assert server_problems(fuzz_server.log()) == []
-    # The run got past the 404s of made-up regions and ids to the success paths.
-    assert events(fuzz_server, "override_set") > 0
-    assert events(fuzz_server, "service_registered") > 0
+    # The run got past the 404s of made-up regions, addresses and ids to the success paths
+    # (the set-up made one override and one registration).
+    assert events(fuzz_server, "override_set") > 1
+    assert events(fuzz_server, "override_deleted") > 0
 
 
 def test_schemathesis_without_a_token_finds_nothing(fuzz_server: FuzzServer, tmp_path):

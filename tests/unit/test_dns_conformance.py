@@ -11,6 +11,7 @@ import struct
 import time
 import tracemalloc
 from io import BytesIO
+from types import SimpleNamespace
 
 import dns.edns
 import dns.flags
@@ -20,10 +21,18 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import pytest
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 
 from opengslb.config.model import NameserverConfig
 from opengslb.dns.reply import WireName
-from opengslb.dns.server import UDP_RECEIVE_BUFFER, grow_receive_buffer
+from opengslb.dns.server import (
+    UDP_RECEIVE_BUFFER,
+    DNSDatagramProtocol,
+    DNSResponder,
+    ErrorReports,
+    grow_receive_buffer,
+)
 from opengslb.dns.wire import Name
 from tests.unit.dnsfixtures import Served, gslb_test_config
 
@@ -495,3 +504,35 @@ def test_rd_and_cd_are_copied(served, name):
         message = parse(served.udp(query.to_wire()))
         assert message.flags & (dns.flags.RD | dns.flags.CD) == flags
         assert not message.flags & (dns.flags.AD | dns.flags.RA)
+
+
+class Exploding(DNSResponder):
+    def respond(self, data, max_size):
+        raise RuntimeError("a bug")
+
+
+def test_row3_unexpected_errors_cannot_flood_the_log():
+    """Row 3 (log flooding): an error answering is SERVFAIL to the client and one logged
+    traceback per minute at most, with the count of the others."""
+    served = Served()
+    clock = Clock()
+    responder = Exploding(lambda: served.view, served.stats, errors=ErrorReports(clock.seconds, 60))
+    protocol = DNSDatagramProtocol(responder)
+    sent = []
+    protocol.transport = SimpleNamespace(write=lambda data, addr: sent.append(data))
+    protocol.startProtocol()
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        for _ in range(100):
+            protocol.datagramReceived(make("nx.gslb.test").to_wire(), ("192.0.2.1", 5353))
+        clock.advance(60)
+        protocol.datagramReceived(make("nx.gslb.test").to_wire(), ("192.0.2.1", 5353))
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    failures = [e for e in events if e.get("log_failure") is not None]
+    assert [e["unlogged"] for e in failures] == [0, 99]
+    assert responder.errors.total == 101
+    assert all(parse(reply).rcode() == dns.rcode.SERVFAIL for reply in sent) and len(sent) == 101
+    for event in failures:
+        event["log_failure"].cleanFailure()

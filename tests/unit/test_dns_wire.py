@@ -3,7 +3,7 @@
 Budgets are small by default so the suite stays fast; a long fuzzing run sets
 ``OPENGSLB_FUZZ_EXAMPLES`` (see bench/README.md, "Fuzzing"):
 
-    OPENGSLB_FUZZ_EXAMPLES=200000 python -m pytest -q tests/unit/test_dns_wire.py
+    OPENGSLB_FUZZ_EXAMPLES=200000 python -m pytest -q --timeout 0 tests/unit/test_dns_wire.py
 """
 
 import os
