@@ -10,9 +10,12 @@ over the document the real ``twistd -n opengslb`` process serves, once
 with the admin token (so every write is exercised, success paths included)
 and once without credentials.  Both must report zero failures, and the
 server's log must hold no traceback.  No check is excluded: none fails by
-design.  (Read-only operations declare optional bearer security, which is
-what makes ``unsupported_method`` expect the 401 the gate gives any method
-but GET and HEAD without a token, rather than a 405.)
+design.  Two things make that so, and are part of the contract: read-only
+operations declare optional bearer security, so ``unsupported_method``
+expects the 401 the gate gives any method but GET and HEAD without a token
+(not a 405); and the server is fuzzed once it is ready, because
+``/api/v1/ready`` answers 503 before that (for load balancers), which
+``not_a_server_error`` would count.
 
 The longer run for the closing note is ``bench/api_fuzz.py``.
 """

@@ -382,15 +382,15 @@ def test_purge_is_clean_and_a_fresh_install_starts(appliance: Appliance) -> None
 
 def podman_run_flags() -> List[str]:
     """What `podman run` needs on this host: runc where cgroups are hybrid, and rlimits
-    within the hard limits (the runtime may not raise them)."""
+    the runtime may set (podman's defaults are above the hard limits here, and the
+    runtime may not raise them)."""
     flags = []
     if Path("/sys/fs/cgroup/unified").is_dir() and shutil.which("runc"):
         flags += ["--runtime", "runc"]
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
-    for name, limit in [("nofile", nofile), ("nproc", nproc)]:
-        if limit != resource.RLIM_INFINITY:
-            flags += ["--ulimit", f"{name}={limit}:{limit}"]
+    for name, which, most in [("nofile", resource.RLIMIT_NOFILE, 65536), ("nproc", resource.RLIMIT_NPROC, 4096)]:
+        hard = resource.getrlimit(which)[1]
+        limit = most if hard == resource.RLIM_INFINITY else min(hard, most)
+        flags += ["--ulimit", f"{name}={limit}:{limit}"]
     return flags
 
 

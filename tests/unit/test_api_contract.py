@@ -35,7 +35,7 @@ from opengslb.config.durations import format_duration, parse_duration
 from tests.unit.test_api import RuntimeWorld
 
 DOCUMENT = openapi_document()
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def validator(name: str) -> Any:
@@ -316,7 +316,7 @@ def test_integer_range_matches_exactly_its_numbers(low, high):
         assert not expression.fullmatch(text), text
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.one_of(st.from_regex(patterns.IP_ADDRESS, fullmatch=True),
                  st.text(alphabet="0123456789abcdefABCDEF:.", max_size=45),
                  st.lists(st.sampled_from(["0", "1", "ff", "FFFF", "12345", "::", ":", "1.2.3.4",
@@ -328,7 +328,7 @@ def test_ip_pattern_is_what_ipaddress_reads(text):
     assert patterns.is_ip_address(text) == reads_as_ip(text), text
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.one_of(st.from_regex(patterns.IP_ADDRESS, fullmatch=True), st.ip_addresses().map(str)))
 @example("::0.0.0.0")
 @example("FF02::1")
@@ -343,12 +343,12 @@ def test_duration_pattern_is_within_bounds_and_reads_the_agents_spelling(maximum
     """Every text the pattern admits parses to 1 s .. maximum; format_duration's spelling of any
     value in range is admitted (the agent sends its ttl that way)."""
 
-    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.from_regex(patterns.duration(maximum), fullmatch=True))
     def within_bounds(text):
         assert 1 <= parse_duration(text) <= maximum, text
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=150, deadline=None)
     @given(st.one_of(st.integers(1, maximum), st.floats(1, maximum),
                      st.decimals(1, 100, places=9).map(float)))
     def agent_spelling(seconds):
