@@ -13,7 +13,7 @@ from twisted.application import service
 from twisted.internet import defer, task, threads
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
+from twisted.logger import Logger, globalLogPublisher
 
 import opengslb
 from opengslb.api import GslbAPI, api_limits
@@ -28,6 +28,7 @@ from opengslb.core import Gslb
 from opengslb.dns.fastpath import FastPath
 from opengslb.dns.forward import Forwarder
 from opengslb.dns.server import DNSResponder, listen_dns, listen_vip
+from opengslb.events import RecentEvents
 from opengslb.exits import fail
 from opengslb.health.checks import Checker
 from opengslb.httpserve import BoundedSite, listen_http
@@ -91,9 +92,10 @@ class GslbService(service.Service):
         self.overwatch = Overwatch(reactor, self.runtime, self.checker, lambda: self.gslb.config)
         self.metrics.runtime = self.runtime
         self.metrics.overwatch = self.overwatch
+        self.events = RecentEvents()
         self.api = GslbAPI(self.gslb, self.reloader, settings=lambda: self.gslb.config.api,
                            readiness=self.readiness, node_name=self.node_name, clock=reactor,
-                           cluster=self.cluster, runtime=self.runtime)
+                           cluster=self.cluster, runtime=self.runtime, events=self.events)
         self.dns_ports: List[IListeningPort] = []
         self.other_ports: List[IListeningPort] = []
         self.started_at: Optional[float] = None
@@ -174,6 +176,7 @@ class GslbService(service.Service):
 
     def startService(self) -> None:
         config = self.gslb.config
+        globalLogPublisher.addObserver(self.events)
         before, after = raise_fd_limit()
         log.info("open-file limit (RLIMIT_NOFILE): {before} -> {after}", before=before, after=after,
                  event="fd_limit")
@@ -256,8 +259,16 @@ class GslbService(service.Service):
         self._freshness_loop.start(1.0, now=False)
         self.raft.add_status_listener(self._publish_member)
         self.raft.add_listener(self._check_drift)
+        self.raft.add_removed_listener(self._removed_from_cluster)
         d = self.raft.start(config.cluster.bootstrap, list(config.cluster.join))
         d.addErrback(self._cluster_start_failed)
+
+    def _removed_from_cluster(self, reason: str) -> None:
+        """No longer a member (removed through the API): stop serving and exit 0 (docs/cluster.md)."""
+        log.warn("stopping: this node is no longer a cluster member; to add it again, empty "
+                 "{dir} and start it with --join", dir=self.gslb.config.cluster.raft.data_dir,
+                 event="removed_exit")
+        self.reactor.callLater(0.2, self.reactor.stop)  # let a reply to the API call go out first
 
     def _watch_freshness(self) -> None:
         """Rebuild when a node's verdicts age out (or come back): the combined health changes."""
@@ -329,6 +340,7 @@ class GslbService(service.Service):
     def stopService(self) -> Any:
         """Hand leadership over (cluster leader), then close sockets and stop checks."""
         super().stopService()
+        globalLogPublisher.removeObserver(self.events)
         if self.raft is not None:
             if self._freshness_loop.running:
                 self._freshness_loop.stop()

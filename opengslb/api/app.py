@@ -51,7 +51,9 @@ from opengslb.api import auth, patterns
 from opengslb.api.openapi import AGENT_MAX, OVERRIDE_TTL_MAX, SERVICE_TTL_MAX, openapi_document
 from opengslb.api.timefmt import rfc3339
 from opengslb.config.durations import parse_duration
+from opengslb.api.ui import StatusPage
 from opengslb.config.model import APIConfig, ServerConfig
+from opengslb.events import RecentEvents
 from opengslb.health.tracker import ServerKey
 from opengslb.httpserve import ListenerLimits, Refusal
 from opengslb.runtime import NotFound as MissingState
@@ -206,7 +208,8 @@ class GslbAPI:
     def __init__(self, gslb: "Gslb", reloader: ReloadTrigger, settings: Callable[[], APIConfig],
                  readiness: Callable[[], Tuple[bool, Optional[str]]], node_name: str,
                  clock: Clock, cluster: Optional[Any] = None,
-                 runtime: Optional["Runtime"] = None) -> None:
+                 runtime: Optional["Runtime"] = None,
+                 events: Optional[RecentEvents] = None) -> None:
         from opengslb.cluster.facade import StandaloneCluster
 
         self._cluster = cluster if cluster is not None else StandaloneCluster(node_name, lambda: None)
@@ -217,10 +220,11 @@ class GslbAPI:
         self._node_name = node_name
         self._clock = clock
         self.runtime = runtime
+        self.events = events if events is not None else RecentEvents()
 
     def resource(self) -> Resource:
         """The Twisted Web resource to serve at the root of the API listener."""
-        return _TextURLs(self.app.resource(), self)
+        return _Root(self.app.resource(), self, StatusPage())
 
     # -- the gate ------------------------------------------------------------
 
@@ -585,6 +589,11 @@ class GslbAPI:
 
     # -- cluster ------------------------------------------------------------------
 
+    @_route(app, "/api/v1/events")
+    def recent_events(self, request: Request) -> Dict[str, Any]:
+        """The last notable events (server up/down, failover, leadership, reloads...), newest first."""
+        return {"events": [{**event, "time": rfc3339(event["time"])} for event in self.events.snapshot()]}
+
     @_route(app, "/api/v1/cluster/status")
     def cluster_status(self, request: Request) -> Dict[str, Any]:
         """Mode, this node, leadership, members and Raft state (standalone: raft null)."""
@@ -727,16 +736,21 @@ def parse_json_object(raw: bytes) -> Dict[str, Any]:
     return body
 
 
-class _TextURLs(Resource):
-    """Answers a request whose path or Host is not UTF-8 with a JSON 400, not Klein's
-    text reply and logged traceback (after the gate, like every other error)."""
+class _Root(Resource):
+    """The API listener's root: the status page at ``/`` and ``/ui/*``, Klein for the rest.
+
+    Also answers a request whose path or Host is not UTF-8 with a JSON 400,
+    not Klein's text reply and logged traceback.  Both pass the gate first,
+    like every other request.
+    """
 
     isLeaf = True
 
-    def __init__(self, inner: KleinResource, api: GslbAPI) -> None:
+    def __init__(self, inner: KleinResource, api: GslbAPI, page: StatusPage) -> None:
         super().__init__()
         self._inner = inner
         self._api = api
+        self._page = page
 
     def render(self, request: Request) -> Any:
         try:
@@ -746,6 +760,12 @@ class _TextURLs(Resource):
             error = self._api._gate_error(request, self._api._settings()) or APIError(
                 400, "the request path (after %-decoding) or Host header is not UTF-8")
             return _write(request, error.reply)
+        if request.method in READ_METHODS:
+            error = self._api._gate_error(request, self._api._settings())
+            if error is None:
+                body = self._page.render(request)
+                if body is not None:
+                    return body
         return self._inner.render(request)
 
 

@@ -178,6 +178,17 @@ _SCHEMAS: Dict[str, Schema] = {
         "candidates": {"type": "array", "items": _ref("Candidate"),
                        "description": "every server of the domain's regions, in configuration order"},
     }),
+    "Event": {
+        "type": "object",
+        "properties": {
+            "time": {"type": "string", "format": "date-time"},
+            "kind": {"type": "string", "description": "the log event's name: server_down, failover, leadership, ..."},
+            "level": {"enum": ["debug", "info", "warn", "error", "critical"]},
+            "message": {"type": "string", "description": "the log line's text"},
+        },
+        "required": ["time", "kind", "level", "message"],
+        "additionalProperties": False,
+    },
     "Member": {
         "type": "object",
         "properties": {
@@ -528,6 +539,8 @@ def openapi_document() -> Dict[str, Any]:
                                                 _list_of("regions", _ref("RegionHealth")))},
         "/api/v1/domains": {"get": _read("Configured domains with their algorithm, TTL and candidates",
                                          _list_of("domains", _ref("Domain")))},
+        "/api/v1/events": {"get": _read("The last 50 notable events (the same lines as the log), newest first",
+                                        _list_of("events", _ref("Event")))},
         "/api/v1/cluster/status": {"get": _read("Cluster mode, leadership and members",
                                                 _ref("ClusterStatus"))},
         "/api/v1/cluster/members": {"get": _read("Cluster members", _list_of("members", _ref("Member")))},

@@ -177,7 +177,8 @@ class RaftCluster:
 
     @defer.inlineCallbacks
     def remove(self, address: Optional[str], name: Optional[str]) -> Any:
-        """Remove a member; a leader being removed hands leadership over first."""
+        """Remove a member; a leader being removed hands leadership over first (asked through
+        this node when it is another node); the removed node exits by itself."""
         target = self._resolve(address, name)
         if target not in self.raft.status.members:
             raise MembershipError(f"{target} is not a member", 404)
@@ -189,8 +190,12 @@ class RaftCluster:
                 via = self.raft.status.leader if self.raft.status.leader in others else others[0]
                 yield self.raft.change_membership("remove", target, via=via)
             else:
+                if target == self.raft.status.leader:  # a leader cannot remove itself: hand over first
+                    yield self.raft.ask_leader_to_hand_over()
                 yield self.raft.change_membership("remove", target)
         except (ProposalFailed, IndexError) as error:
             raise MembershipError(f"cannot remove {target}: {error}", 503) from None
         log.info("member {address} removed through the API", address=target, event="member_removed")
+        if target == self.raft.address:
+            self.raft.note_removed("removed through this node's API")  # it stops and exits 0
         return {"address": target, "removed": True}

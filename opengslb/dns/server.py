@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 import time
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 import psutil
 from twisted.internet import protocol
@@ -37,6 +37,8 @@ from opengslb.dns.reply import (
 from opengslb.dns.resolver import OTHER_DOMAIN, StaleHook, answer
 from opengslb.dns.view import AnsweringView, DomainView
 from opengslb.dns.wire import OPT, Message, read_request
+from opengslb.httpserve import listen_fair
+from opengslb.limits import ConnectionLimiter
 from opengslb.routing import Candidate
 
 if TYPE_CHECKING:
@@ -408,24 +410,22 @@ class DNSStreamFactory(protocol.ServerFactory):
     ``limits()`` gives (max connections, max connections per source
     address); by default ``dns.tcp_max_connections`` and
     ``dns.tcp_max_connections_per_source`` of the configuration in use, so a
-    reload changes them for new connections.  A connection over either cap
-    is refused on accept: :meth:`buildProtocol` returns ``None`` and the
-    reactor closes the socket before reading a byte.  Refusals are counted
-    in :attr:`refused` and logged at most once a minute.
+    reload changes them for new connections.  The caps are kept by a
+    :class:`~opengslb.limits.ConnectionLimiter` named ``dns-tcp``, as for
+    every TCP listener: a connection over either cap is refused on accept
+    (:meth:`buildProtocol` returns ``None`` and the reactor closes the
+    socket before reading a byte), counted per reason in
+    ``limiter.refused`` and logged at most once a minute.
     """
 
     noisy = False
-    WARN_INTERVAL = 60.0
 
     def __init__(self, responder: DNSResponder, clock: IReactorTime,
                  limits: Optional[TCPLimits] = None) -> None:
         self._responder = responder
         self._clock = clock
-        self._limits: TCPLimits = limits if limits is not None else self._configured_limits
-        self.open = 0
-        self.per_source: Dict[str, int] = {}
-        self.refused = 0
-        self._warned_at: Optional[float] = None
+        self.limiter = ConnectionLimiter("dns-tcp", limits if limits is not None else self._configured_limits,
+                                         clock)
 
     def _configured_limits(self) -> Tuple[int, int]:
         settings = self._responder.view().config.dns
@@ -433,28 +433,10 @@ class DNSStreamFactory(protocol.ServerFactory):
 
     def buildProtocol(self, addr: object) -> Optional[DNSStreamProtocol]:  # type: ignore[override]
         source = str(getattr(addr, "host", addr))
-        most, most_per_source = self._limits()
-        if self.open >= most or self.per_source.get(source, 0) >= most_per_source:
-            self.refused += 1
-            now = self._clock.seconds()
-            if self._warned_at is None or now - self._warned_at >= self.WARN_INTERVAL:
-                self._warned_at = now
-                log.warn("DNS over TCP: connection from {source} refused ({open} open, {here} from it; "
-                         "limits {most} and {most_per_source} per source); {refused} refused so far",
-                         source=source, open=self.open, here=self.per_source.get(source, 0),
-                         most=most, most_per_source=most_per_source, refused=self.refused)
+        if not self.limiter.acquire(source):
             return None
-        self.open += 1
-        self.per_source[source] = self.per_source.get(source, 0) + 1
-        return DNSStreamProtocol(self._responder, self._clock, on_close=lambda: self._closed(source))
-
-    def _closed(self, source: str) -> None:
-        self.open -= 1
-        left = self.per_source.get(source, 0) - 1
-        if left > 0:
-            self.per_source[source] = left
-        else:
-            self.per_source.pop(source, None)
+        return DNSStreamProtocol(self._responder, self._clock,
+                                 on_close=lambda: self.limiter.release(source))
 
 
 def grow_receive_buffer(sock: Any, wanted: int = UDP_RECEIVE_BUFFER) -> int:
@@ -512,7 +494,9 @@ def listen_dns(reactor: IReactorUDP, listen: ListenAddress, responder: DNSRespon
 
     Each UDP socket asks for a :data:`UDP_RECEIVE_BUFFER` receive buffer
     (the size granted is logged); each TCP listener is a bounded
-    :class:`DNSStreamFactory`.  Raises
+    :class:`DNSStreamFactory` on a port that accepts a few connections per
+    reactor turn (:func:`opengslb.httpserve.listen_fair`), so a connection
+    flood waits in the kernel's backlog instead of delaying UDP.  Raises
     ``twisted.internet.error.CannotListenError`` (after closing what was
     already bound) when any bind fails.
     """
@@ -527,8 +511,7 @@ def listen_dns(reactor: IReactorUDP, listen: ListenAddress, responder: DNSRespon
             sock = getattr(udp, "socket", None)
             if sock is not None:
                 _log_receive_buffer(host, listen.port, grow_receive_buffer(sock))
-            ports.append(tcp_reactor.listenTCP(listen.port, DNSStreamFactory(responder, clock),
-                                               interface=host, backlog=128))
+            ports.append(listen_fair(tcp_reactor, listen.port, DNSStreamFactory(responder, clock), host))
     except Exception:
         for port in ports:
             port.stopListening()

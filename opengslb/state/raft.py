@@ -619,6 +619,12 @@ class _SyncObj(SyncObj):
             self._change_pending_until = self._SyncObj__getCurrentLogIndex() + 1  # type: ignore[attr-defined]
         return accepted
 
+    def _transferLeadership(self, args: Any, callback: Any) -> None:
+        """pysyncobj's ``transfer`` admin command, made to stop answering first like every
+        handover here (:meth:`request_handover`); the most caught-up follower is chosen."""
+        self.request_handover(lambda sent: callback(
+            None, FAIL_REASON.SUCCESS if sent else FAIL_REASON.REQUEST_DENIED))
+
     def request_handover(self, on_result: Callable[[bool], None]) -> None:
         """Tick thread: ask the most caught-up connected follower to take over (Raft's TimeoutNow).
 
@@ -669,12 +675,16 @@ class _SyncObj(SyncObj):
         others = self._SyncObj__otherNodes  # type: ignore[attr-defined]
         if self.joining:  # not a confirmed member yet: never stand for election
             self._SyncObj__raftElectionDeadline = raft_now + self._SyncObj__generateRaftTimeout()  # type: ignore[attr-defined]
+            self._SyncObj__raftLeader = None  # nothing heard for an election timeout
             return
         if not others or now < self._transfer_election_until:
             return  # a single node, or the target of a leadership transfer: elect at once
         if now - self._prevote_granted_at < self._timing.max_timeout:
             return  # a majority said yes: let pysyncobj run the election now
         self._SyncObj__raftElectionDeadline = raft_now + self._SyncObj__generateRaftTimeout()  # type: ignore[attr-defined]
+        # No word from a leader for a whole election timeout: stop naming one (pysyncobj forgets it
+        # only when it starts an election, which the pre-vote may hold back indefinitely).
+        self._SyncObj__raftLeader = None
         self._prevote_round += 1
         self._prevote_grants = {self._self_address}
         message = {"type": "opengslb_prevote", "round": self._prevote_round,
@@ -873,6 +883,9 @@ class RaftNode:
         self._joined: "Optional[defer.Deferred[None]]" = None  # the joiner's add loop
         self._leaderless_since: Optional[float] = None
         self._reach_loop: Optional[task.LoopingCall] = None
+        self._removed_listeners: List[Callable[[str], None]] = []
+        self._checking_removal = False
+        self.removed: Optional[str] = None  # why this node is no longer a member, once it knows
         self._rng = rng or random.Random()
 
     # -- identity and files ---------------------------------------------------
@@ -984,6 +997,45 @@ class RaftNode:
                 d = _in_daemon_thread(self.reactor, _admin, member, ["opengslb_dial", self.address],
                                       self.password, 1.0)
                 d.addErrback(lambda failure: None)
+        self._check_removed()
+
+    def _check_removed(self) -> None:
+        """Leaderless: is it because this node was removed?  The leader's member list says.
+
+        A removed node hears from nobody (the leader drops it at once), so it
+        asks the members it knows for the leader's list; if the leader does
+        not list it, it reports :meth:`note_removed`.  A joiner never asks.
+        """
+        if self._joining or self._checking_removal or self.removed is not None or self._sync is None:
+            return
+        self._checking_removal = True
+        d = self._leader_view([m for m in self.status.members if m != self.address])
+
+        def seen(view: Tuple[Optional[str], Any]) -> None:
+            leader, found = view
+            if (leader is not None and leader != self.address and self.address not in found
+                    and not self._joining and self._sync is not None):
+                self.note_removed(f"the leader {leader} lists {', '.join(found)}")
+
+        def done(result: Any) -> None:
+            self._checking_removal = False
+
+        d.addCallback(seen)
+        d.addBoth(done)
+
+    def add_removed_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(reason)`` (once) when this node learns it is no longer a member."""
+        self._removed_listeners.append(listener)
+
+    def note_removed(self, reason: str) -> None:
+        """This node is no longer a member: log it and tell the listeners (once)."""
+        if self.removed is not None:
+            return
+        self.removed = reason
+        log.warn("this node ({address}) was removed from the cluster ({reason}); it stops serving and exits",
+                 address=self.address, reason=reason, event="raft_removed")
+        for listener in self._removed_listeners:
+            listener(reason)
 
     def stop(self, handover_timeout: float = HANDOVER_TIMEOUT) -> "defer.Deferred[None]":
         """Hand leadership over when leading, then stop pysyncobj; never fails.
@@ -1206,6 +1258,27 @@ class RaftNode:
 
         poll()
         return d
+
+    @defer.inlineCallbacks
+    def ask_leader_to_hand_over(self, timeout: float = HANDOVER_TIMEOUT) -> Any:
+        """Ask the current leader (another node) to hand leadership over; fires with the new
+        leader's address once this node hears from it, fails with ProposalFailed otherwise."""
+        leader = self.status.leader
+        if leader is None or leader == self.address:
+            raise ProposalFailed("no other node leads")
+        started = self.reactor.seconds()
+        try:
+            reply = yield _in_daemon_thread(self.reactor, _admin, leader, ["transfer"], self.password,
+                                            ADMIN_TIMEOUT)
+        except Exception as error:
+            raise ProposalFailed(f"leader {leader}: {error}") from None
+        if not str(reply).startswith("SUCCESS"):
+            raise ProposalFailed(f"leader {leader} did not hand over: {reply}")
+        while self.reactor.seconds() - started < timeout:
+            if self.status.leader not in (None, leader):
+                return self.status.leader
+            yield _sleep(self.reactor, HANDOVER_POLL * 5)
+        raise ProposalFailed(f"no node took over from {leader} within {timeout:g}s")
 
     def change_membership(self, action: str, address: str, timeout: float = 10.0,
                           via: Optional[str] = None) -> "defer.Deferred[str]":

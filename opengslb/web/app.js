@@ -14,17 +14,30 @@ function cell(text, className) {
   return td;
 }
 
+// Rows are [key, signature, build]: a row whose signature did not change keeps its
+// element, so keyboard focus and an in-progress click survive the refresh.
 function fill(tableId, rows) {
   const body = $(tableId).tBodies[0];
-  body.replaceChildren(...rows);
-  if (!rows.length) {
+  const previous = new Map();
+  for (const tr of body.rows) if (tr.dataset.key) previous.set(tr.dataset.key, tr);
+  const next = rows.map(([key, signature, build]) => {
+    const old = previous.get(key);
+    if (old && old.dataset.signature === signature) return old;
+    const tr = build();
+    tr.dataset.key = key;
+    tr.dataset.signature = signature;
+    return tr;
+  });
+  if (!next.length) {
     const tr = document.createElement("tr");
     const td = cell("none");
     td.colSpan = $(tableId).tHead.rows[0].cells.length;
     td.className = "muted";
     tr.append(td);
-    body.append(tr);
+    next.push(tr);
   }
+  const same = next.length === body.rows.length && next.every((tr, i) => body.rows[i] === tr);
+  if (!same) body.replaceChildren(...next);
 }
 
 function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
@@ -86,36 +99,46 @@ function renderStatus(status) {
   $("role").className = status.is_leader ? "ok" : "warn";
   const own = status.config_hash;
   fill("members", (status.members || []).map((m) => {
-    const tr = document.createElement("tr");
     const hash = m.config_hash === undefined ? own : m.config_hash;
     const drift = hash && own && hash !== own;
-    tr.append(cell(m.name), cell(m.address), cell(m.status, m.status === "alive" ? "ok" : "bad"),
-      cell(hash ? hash.slice(0, 12) + (drift ? " (differs from this node)" : "") : "–", drift ? "bad" : ""));
-    return tr;
+    return [m.name + "|" + m.address, JSON.stringify([m, hash, drift]), () => {
+      const tr = document.createElement("tr");
+      tr.append(cell(m.name), cell(m.address), cell(m.status, m.status === "alive" ? "ok" : "bad"),
+        cell(hash ? hash.slice(0, 12) + (drift ? " (differs from this node)" : "") : "–", drift ? "bad" : ""));
+      return tr;
+    }];
   }));
 }
 
 function renderServers(servers, overrides) {
   const drained = new Set(overrides.filter((o) => o.enabled === false).map((o) => o.region + "/" + o.address));
   fill("servers", servers.map((s) => {
-    const tr = document.createElement("tr");
     const key = s.region + "/" + s.address;
-    const verdicts = Object.entries(s.node_verdicts || {}).map(([n, v]) => n + ": " + (v ? "up" : "down")).join(", ");
-    const why = s.weight_source === "config" ? "configured" : s.weight_source;
-    tr.append(cell(s.region), cell(s.address + ":" + s.port),
-      cell(s.healthy ? "up" : "DOWN", s.healthy ? "ok" : "bad"), cell(verdicts || "–"),
-      cell(Number(s.effective_weight).toFixed(1) + " of " + s.weight), cell(why),
-      cell(s.last_error), cell(when(s.healthy ? s.last_check : s.last_healthy)));
-    const td = document.createElement("td");
-    if (drained.has(key)) {
-      td.append(button("Undrain", "Undrain " + key, () => act("Undrain " + key, "DELETE", overridePath(s.region, s.address))));
-    } else {
-      td.append(button("Drain", "Drain " + key, () => act("Drain " + key, "PUT", overridePath(s.region, s.address),
-        { enabled: false, reason: "drained from the status page" })));
-    }
-    tr.append(td);
-    return tr;
+    const isDrained = drained.has(key);
+    // Only what the row shows: a new check result alone does not rebuild it (focus stays).
+    const shown = [s.healthy, s.effective_weight, s.weight, s.weight_source, s.last_error, s.node_verdicts,
+      s.healthy ? null : s.last_healthy, isDrained];
+    return [key + ":" + s.port, JSON.stringify(shown), () => serverRow(s, key, isDrained)];
   }));
+}
+
+function serverRow(s, key, isDrained) {
+  const tr = document.createElement("tr");
+  const verdicts = Object.entries(s.node_verdicts || {}).map(([n, v]) => n + ": " + (v ? "up" : "down")).join(", ");
+  const why = s.weight_source === "config" ? "configured" : s.weight_source;
+  tr.append(cell(s.region), cell(s.address + ":" + s.port),
+    cell(s.healthy ? "up" : "DOWN", s.healthy ? "ok" : "bad"), cell(verdicts || "–"),
+    cell(Number(s.effective_weight).toFixed(1) + " of " + s.weight), cell(why),
+    cell(s.last_error), cell(s.healthy ? "–" : "down; last healthy " + when(s.last_healthy)));
+  const td = document.createElement("td");
+  if (isDrained) {
+    td.append(button("Undrain", "Undrain " + key, () => act("Undrain " + key, "DELETE", overridePath(s.region, s.address))));
+  } else {
+    td.append(button("Drain", "Drain " + key, () => act("Drain " + key, "PUT", overridePath(s.region, s.address),
+      { enabled: false, reason: "drained from the status page" })));
+  }
+  tr.append(td);
+  return tr;
 }
 
 function wouldAnswer(domain) {
@@ -127,22 +150,26 @@ function wouldAnswer(domain) {
 
 function renderDomains(domains) {
   fill("domains", domains.map((d) => {
-    const tr = document.createElement("tr");
     const answer = wouldAnswer(d);
-    tr.append(cell(d.name), cell(d.algorithm), cell(d.ttl), cell(answer, answer.startsWith("nothing") ? "bad" : ""));
-    return tr;
+    return [d.name, JSON.stringify([d.algorithm, d.ttl, answer]), () => {
+      const tr = document.createElement("tr");
+      tr.append(cell(d.name), cell(d.algorithm), cell(d.ttl), cell(answer, answer.startsWith("nothing") ? "bad" : ""));
+      return tr;
+    }];
   }));
 }
 
 function renderOverrides(overrides) {
   fill("overrides", overrides.map((o) => {
-    const tr = document.createElement("tr");
     const key = o.region + "/" + o.address;
-    tr.append(cell(o.region), cell(o.address), cell(o.weight), cell(o.enabled), cell(o.reason), cell(when(o.expires_at)));
-    const td = document.createElement("td");
-    td.append(button("Lift", "Lift the override of " + key, () => act("Lift " + key, "DELETE", overridePath(o.region, o.address))));
-    tr.append(td);
-    return tr;
+    return [key, JSON.stringify(o), () => {
+      const tr = document.createElement("tr");
+      tr.append(cell(o.region), cell(o.address), cell(o.weight), cell(o.enabled), cell(o.reason), cell(when(o.expires_at)));
+      const td = document.createElement("td");
+      td.append(button("Lift", "Lift the override of " + key, () => act("Lift " + key, "DELETE", overridePath(o.region, o.address))));
+      tr.append(td);
+      return tr;
+    }];
   }));
 }
 
@@ -151,7 +178,7 @@ function renderEvents(events) {
   list.replaceChildren(...events.map((e) => {
     const li = document.createElement("li");
     const stamp = document.createElement("time");
-    stamp.textContent = new Date(e.time * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+    stamp.textContent = when(e.time);
     li.append(stamp, " ", e.message);
     if (e.level === "warn" || e.level === "error" || e.level === "critical") li.className = "bad";
     return li;

@@ -114,17 +114,23 @@ def test_restarted_node_rejoins_without_join(make_cluster):
 
 
 def test_member_removed_through_api_leaves(make_cluster):
-    """POST /cluster/remove (token) takes a member out of every node's member list."""
+    """POST /cluster/remove (token) takes a member out of every node's member list; the removed
+    node notices, logs it and exits 0 within REMOVED_EXIT_BOUND."""
     cluster = make_cluster(subnet="127.0.6")
     cluster.bootstrap()
     leader = cluster.wait_leader()
     victim = [h for h in cluster.hosts if h != leader][0]
+    removed = time.monotonic()
     code, body = cluster.api(leader, "/api/v1/cluster/remove", "POST", {"address": cluster.address(victim)},
                              timeout=15)
     assert code == 200, body
     wait_until(lambda: cluster.address(victim) not in
                [m["address"] for m in cluster.status(leader)["members"]], 10)
     assert len(cluster.status(leader)["members"]) == 2
+    code, exited = cluster.wait_exit(victim, removed, REMOVED_EXIT_BOUND)
+    assert code == 0 and exited <= REMOVED_EXIT_BOUND, (code, exited)
+    assert "was removed from the cluster" in cluster.nodes[victim].log()
+    assert cluster.answers(leader) == "data"
     unauthorized = urllib.request.Request(f"http://{leader}:{cluster.api_port}/api/v1/cluster/remove",
                                           method="POST", data=b'{"address": "x:1"}')
     with pytest.raises(urllib.error.HTTPError) as error:
@@ -181,6 +187,9 @@ def test_five_node_cluster_survives_two_failures(make_cluster):
 HANDOVER_BOUND = 0.3
 #: A stopped node must have exited (status 0) this soon after SIGTERM.
 EXIT_BOUND = 5.0
+#: A removed member notices (no leader for an election timeout, then the leader's member list
+#: lacks it) and exits 0 within this.
+REMOVED_EXIT_BOUND = 8.0
 
 
 def settled_leader(cluster):
@@ -241,6 +250,26 @@ def test_sigterm_on_follower_and_on_a_leader_without_quorum_exits_promptly(make_
     cluster.nodes[leader].signal(signal.SIGTERM)
     code, exited = cluster.wait_exit(leader, sent, EXIT_BOUND)
     assert code == 0 and exited <= EXIT_BOUND, (code, exited)
+
+
+@pytest.mark.parametrize("through", ["leader", "follower"])
+def test_removing_the_leader_hands_over_and_it_exits(make_cluster, through):
+    """POST /cluster/remove of the leader, through its own API or a follower's: leadership moves
+    to a survivor first, the removal succeeds, the old leader exits 0."""
+    cluster = make_cluster(subnet="127.0.64" if through == "leader" else "127.0.65")
+    cluster.bootstrap()
+    leader = settled_leader(cluster)
+    others = [h for h in cluster.hosts if h != leader]
+    asked = time.monotonic()
+    code, body = cluster.api(leader if through == "leader" else others[0], "/api/v1/cluster/remove", "POST",
+                             {"address": cluster.address(leader)}, timeout=15)
+    assert code == 200, body
+    new_leader = cluster.wait_leader(others, timeout=5)
+    code, exited = cluster.wait_exit(leader, asked, REMOVED_EXIT_BOUND)
+    assert code == 0 and exited <= REMOVED_EXIT_BOUND, (code, exited)
+    assert sorted(m["address"] for m in cluster.status(new_leader)["members"]) == \
+        sorted(cluster.address(h) for h in others)
+    assert "was removed from the cluster" in cluster.nodes[leader].log()
 
 
 def test_sigterm_on_a_lone_node_exits_zero(make_cluster):

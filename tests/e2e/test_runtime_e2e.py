@@ -234,7 +234,7 @@ def test_bad_requests_are_4xx_json_and_store_nothing(gslb_factory, backends):
         ("PUT", f"/api/v1/overrides/r1/{a.host}", {"weight": 1001, "reason": "x"}, TOKEN, 400),
         ("PUT", f"/api/v1/overrides/r1/{a.host}", {"weight": 0, "reason": "x"}, None, 401),
         ("PUT", f"/api/v1/overrides/r1/{a.host}", {"weight": 0, "reason": "x"}, "wrong", 401),
-        ("POST", "/api/v1/services", dict(service, region="nowhere"), TOKEN, 400),
+        ("POST", "/api/v1/services", dict(service, region="nowhere"), TOKEN, 404),
         ("POST", "/api/v1/services", dict(service, address="999.1.1.1"), TOKEN, 400),
         ("POST", "/api/v1/services", dict(service, weight=5000), TOKEN, 400),
         ("POST", "/api/v1/services", dict(service, port=70000), TOKEN, 400),

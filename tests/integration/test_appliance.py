@@ -112,49 +112,33 @@ def test_deb_is_lintian_clean(deb: Path) -> None:
 
 
 class Appliance:
-    """A booted appliance root: ``run`` executes inside it, ``address`` is its veth address."""
+    """An appliance root booted with systemd-nspawn: ``run`` executes inside it, and
+    ``address`` is its address on the host's veth or bridge."""
 
-    def __init__(self, root: Path, deb: Path) -> None:
+    def __init__(self, root: Path, deb: Path, name: str, address: str, nspawn_args: List[str]) -> None:
         self.root = root
         self.deb = deb
-        suffix = os.getpid() % 100000
-        self.name = f"ogslb{suffix}"              # veth: ve-<name>, at most 15 characters
-        self.veth = f"ve-{self.name}"
-        subnet = f"10.253.{20 + suffix % 200}"
-        self.host_address, self.address = f"{subnet}.1", f"{subnet}.2"
-        self.log = root.parent / f"{root.name}.console.log"
+        self.name = name                          # veth: ve-<name> or vb-<name>, at most 15 characters
+        self.address = address
+        self.nspawn_args = nspawn_args
+        self.log = root.parent / f"{name}.console.log"
         self.process: Optional[subprocess.Popen] = None
         self.leader = 0
         self.booted_at = 0.0
 
     def boot(self) -> None:
-        # The guest side of the veth gets a static address (as cloud-init would configure it).
-        network = self.root / "etc/systemd/network/10-test-host0.network"
-        network.write_text(f"[Match]\nName=host0\n\n[Network]\nAddress={self.address}/24\n"
-                           "LinkLocalAddressing=no\n")
         self.booted_at = time.monotonic()
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 ["systemd-nspawn", "--quiet", "--boot", "--directory", str(self.root), f"--machine={self.name}",
-                 "--keep-unit", "--register=no", "--network-veth", "--console=read-only"],
+                 "--keep-unit", "--register=no", "--console=read-only", *self.nspawn_args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(f"the veth {self.veth}", lambda: self._exited() or run(
-            ["ip", "link", "show", self.veth], check=False).returncode == 0, 20)
-        self._check_running()
-        run(["ip", "addr", "add", f"{self.host_address}/24", "dev", self.veth])
-        run(["ip", "link", "set", self.veth, "up"])
-        self.leader = wait_for("the container's init", self._find_init, 20)
-
-    def _exited(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
-
-    def _check_running(self) -> None:
-        if self._exited():
-            raise AssertionError(f"systemd-nspawn exited:\n{self.console()}")
+        self.leader = wait_for(f"{self.name}'s init", self._find_init, 20)
 
     def _find_init(self) -> int:
-        self._check_running()
         assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"systemd-nspawn exited:\n{self.console()}")
         for children in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
             for pid in children.read_text().split():
                 if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
@@ -190,6 +174,7 @@ class Appliance:
         return self.run("journalctl", "--no-pager", "-o", "cat", "-u", "opengslb").stdout
 
     def shutdown(self) -> None:
+        """Power off (systemd-nspawn removes its veth); idempotent."""
         if self.process is None:
             return
         if self.process.poll() is None and self.leader:
@@ -205,12 +190,16 @@ class Appliance:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=15)
-        run(["ip", "link", "delete", self.veth], check=False)
+
+
+def network_file(address: str) -> str:
+    """The guest's static address on host0 (as cloud-init would configure it)."""
+    return f"[Match]\nName=host0\n\n[Network]\nAddress={address}/24\nLinkLocalAddressing=no\n"
 
 
 @pytest.fixture(scope="module")
 def appliance(deb: Path) -> Iterator[Appliance]:
-    """The appliance built by packaging/build-appliance from the .deb, booted."""
+    """The appliance built by packaging/build-appliance from the .deb, booted on a veth pair."""
     for tool, package in [("systemd-nspawn", "systemd-container"), ("mmdebstrap", "mmdebstrap")]:
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (apt-get install {package})")
@@ -218,10 +207,16 @@ def appliance(deb: Path) -> Iterator[Appliance]:
     if why:
         pytest.skip(f"systemd-nspawn cannot run: {why}")
     work = Path(tempfile.mkdtemp(prefix="opengslb-appliance-"))
-    machine = Appliance(work / "root", deb)
+    suffix = os.getpid() % 100000
+    subnet = f"10.253.{20 + suffix % 200}"
+    machine = Appliance(work / "root", deb, f"ogslb{suffix}", f"{subnet}.2", ["--network-veth"])
     try:
         run([PACKAGING / "build-appliance", machine.root, deb], timeout=600)
+        (machine.root / "etc/systemd/network/10-test-host0.network").write_text(network_file(machine.address))
         machine.boot()
+        veth = f"ve-{machine.name}"
+        run(["ip", "addr", "add", f"{subnet}.1/24", "dev", veth])
+        run(["ip", "link", "set", veth, "up"])
         yield machine
     finally:
         machine.shutdown()
@@ -375,6 +370,88 @@ def test_purge_is_clean_and_a_fresh_install_starts(appliance: Appliance) -> None
         == "root:opengslb 640"
     assert appliance.query_inside("127.0.0.1")
     assert query(appliance.address, timeout=0.5) is None
+
+
+def test_three_appliances_on_a_bridge_form_a_cluster(appliance: Appliance, tmp_path: Path) -> None:
+    """The seed's deployment: the first node bootstraps, the others join it; the
+    leader answers, followers refuse, and stopping the leader hands over."""
+    appliance.shutdown()        # its root is now the read-only lower layer of three volatile nodes
+    suffix = os.getpid() % 100000
+    bridge, subnet = f"br-og{suffix}", f"10.254.{20 + suffix % 200}"
+    gid = next(line.split(":")[2] for line in (appliance.root / "etc/group").read_text().splitlines()
+               if line.startswith("opengslb:"))
+    key = run(["sh", "-c", "head -c 32 /dev/urandom | base64"]).stdout.strip()
+    addresses = [f"{subnet}.{10 + index}" for index in (1, 2, 3)]
+    # The same file on every node but for its name, address and start (bootstrap or join);
+    # the backends are the nodes' own DNS ports, so the first round of checks is immediate.
+    servers = ", ".join(f"{{address: {address}, port: 53}}" for address in addresses)
+    nodes: List[Appliance] = []
+    run(["ip", "link", "add", bridge, "type", "bridge"])
+    try:
+        run(["ip", "addr", "add", f"{subnet}.1/24", "dev", bridge])
+        run(["ip", "link", "set", bridge, "up"])
+        for index, address in enumerate(addresses, 1):
+            start = "bootstrap: true" if index == 1 else f'join: ["{subnet}.11:7946"]'
+            config, network = tmp_path / f"node{index}.yaml", tmp_path / f"node{index}.network"
+            config.write_text(f"""\
+dns: {{listen_address: ":53"}}
+logging: {{format: text}}
+regions:
+  - name: local
+    servers: [{servers}]
+    health_check: {{type: tcp, interval: 1s, timeout: 500ms}}
+domains:
+  - {{name: app.example.com, regions: [local]}}
+cluster:
+  mode: cluster
+  node_name: node{index}
+  {start}
+  bind_address: "0.0.0.0:7946"
+  advertise_address: "{address}:7946"
+  gossip: {{encryption_key: "{key}"}}
+""")
+            os.chown(config, 0, int(gid))
+            os.chmod(config, 0o640)
+            network.write_text(network_file(address))
+            node = Appliance(appliance.root, appliance.deb, f"{appliance.name}c{index}", address,
+                             ["--volatile=overlay", f"--network-bridge={bridge}",
+                              f"--bind-ro={config}:/etc/opengslb/config.yaml",
+                              f"--bind-ro={network}:/etc/systemd/network/10-test-host0.network"])
+            nodes.append(node)
+            node.boot()
+        for node in nodes:
+            wait_for(f"{node.name} to be active", lambda node=node: node.active() == "active", 90, interval=1)
+
+        def roles() -> List[str]:
+            return [node.show("StatusText").split(" (")[0] for node in nodes]
+
+        wait_for("one leader and two followers", lambda: sorted(roles()) == [
+            "cluster follower", "cluster follower", "cluster leader"], 30)
+        leader = nodes[roles().index("cluster leader")]
+        print(f"\ncluster: {dict(zip([n.name for n in nodes], roles()))}")
+        reply = wait_for("the leader's answer", lambda: query(leader.address), 20)
+        assert reply.answer[0][0].to_text() in addresses
+        for node in nodes:
+            if node is not leader:
+                assert query(node.address).rcode() == dns.rcode.REFUSED
+                assert re.search(r"raft: follower \(term \d+, leader ", node.journal(), re.I)
+        assert "joining the cluster through" in nodes[1].journal() + nodes[2].journal()
+
+        started = time.monotonic()
+        leader.systemctl("stop", "opengslb")
+        took = time.monotonic() - started
+        assert took < 5
+        assert "handed leadership over to" in leader.journal()
+        others = [node for node in nodes if node is not leader]
+        successor = wait_for("a new leader", lambda: next(
+            (node for node in others if node.show("StatusText").startswith("cluster leader")), None), 15)
+        reply = wait_for("the new leader's answer", lambda: query(successor.address), 10)
+        assert reply.answer[0][0].to_text() in addresses
+        print(f"cluster: leader stop {took:.2f}s, {successor.name} took over")
+    finally:
+        for node in nodes:
+            node.shutdown()
+        run(["ip", "link", "delete", bridge], check=False)
 
 
 # -- the OCI image ----------------------------------------------------------------------------

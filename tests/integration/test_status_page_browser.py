@@ -74,10 +74,12 @@ def node(tmp_path: Path):
 
 
 def row_text(driver, table: str, needle: str) -> str:
-    for row in driver.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr"):
-        if needle in row.text:
-            return row.text
-    return ""
+    """The text of the first row of ``table`` containing ``needle`` (read in one script call,
+    so a refresh between finding and reading a row cannot make it stale)."""
+    rows = driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map((r) => r.innerText)",
+        f"#{table} tbody tr")
+    return next((" ".join(row.split()) + " " for row in rows if needle in row), "")
 
 
 def test_the_page_live_drains_with_a_token_only_and_shows_an_outage(browser, node):

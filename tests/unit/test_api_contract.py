@@ -87,7 +87,6 @@ SIGNAL_BASES = [{"type": "clear"}, {"type": "bleed", "reason": "memory_high", "v
 HEARTBEAT_BASES = [{}, {"healthy": True}, *({"healthy": None, "signal": s} for s in SIGNAL_BASES)]
 MEMBER_BASES = [{"address": "10.0.0.1:7946"}, {"address": "[2001:db8::1]:7946", "name": "n"},
                 {"name": "node-b"}]
-STRUCTURES: List[Any] = [[], {}, [1], {"a": 1}, {"type": "clear"}]
 
 
 def bodies(fields: Sequence[str], nested: Dict[str, Any],
@@ -140,14 +139,25 @@ def agrees(world: RuntimeWorld, method: str, path: str, body: Any, schema: str) 
 
 
 
+#: The edge cases tried for a field, by name (besides GENERIC, tried for every field).
+FIELD_EDGES: Dict[str, List[Any]] = {
+    "weight": NUMBERS, "port": NUMBERS, "value": NUMBERS, "threshold": NUMBERS,
+    "ttl": DURATIONS + NUMBERS, "address": ADDRESSES + MEMBERS,
+    "reason": TEXTS + NAMES, "agent": TEXTS, "name": TEXTS, "region": TEXTS + NAMES, "type": NAMES,
+    "signal": SIGNAL_BASES + [{"type": "bleed"}, {"type": "clear", "extra": 1}],
+}
+GENERIC: List[Any] = [None, True, False, 0, 5, 5.0, 5.5, -1, 10**20, "", " ", "x", "30s", "192.0.2.60",
+                      [], {}, [1], {"a": 1}]
+
+
 def single_changes(bases: Sequence[Dict[str, Any]], fields: Sequence[str]) -> List[Dict[str, Any]]:
     """Every base body, and every base with one field (or an unknown one) removed or set to
-    each edge-case value: the boundary of the valid bodies, exhaustively."""
+    each of its edge cases: the boundary of the valid bodies, exhaustively."""
     out: List[Dict[str, Any]] = [dict(base) for base in bases]
     for base in bases:
         for name in list(fields) + ["extra"]:
             out.append({k: v for k, v in base.items() if k != name})
-            out += [dict(base, **{name: value}) for value in SCALARS + STRUCTURES]
+            out += [dict(base, **{name: value}) for value in GENERIC + FIELD_EDGES.get(name, [])]
     return out
 
 

@@ -55,9 +55,9 @@ def test_over_the_per_source_cap_is_refused_before_reading():
     assert first[0] is not None and second[0] is not None
     assert connect(factory, "192.0.2.1") == (None, None)
     assert connect(factory, "192.0.2.2")[0] is not None
-    assert factory.refused == 1 and factory.open == 3
+    assert factory.limiter.refused == {"listener_full": 0, "source_full": 1} and factory.limiter.open == 3
     close(*first)
-    assert factory.per_source == {"192.0.2.1": 1, "192.0.2.2": 1}
+    assert (factory.limiter.held_by("192.0.2.1"), factory.limiter.held_by("192.0.2.2")) == (1, 1)
     assert connect(factory, "192.0.2.1")[0] is not None
 
 
@@ -67,6 +67,7 @@ def test_over_the_listener_cap_is_refused():
     opened = [connect(factory, f"192.0.2.{i}") for i in range(3)]
     assert all(protocol is not None for protocol, _ in opened)
     assert connect(factory, "192.0.2.99") == (None, None)
+    assert factory.limiter.refused["listener_full"] == 1
     close(*opened[0])
     assert connect(factory, "192.0.2.99")[0] is not None
 
@@ -122,7 +123,7 @@ def test_a_trickled_message_is_cut_off_at_the_deadline():
     assert transport.disconnected  # aborted: StringTransport.abortConnection sets it
     assert clock.seconds() <= TCP_MESSAGE_DEADLINE + 1
     protocol.connectionLost(None)
-    assert factory.open == 0 and factory.per_source == {}
+    assert factory.limiter.open == 0 and factory.limiter.held_by("192.0.2.1") == 0
 
 
 def test_each_complete_message_restarts_the_deadline():

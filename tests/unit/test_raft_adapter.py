@@ -491,3 +491,85 @@ def test_vote_requests_are_ignored_near_a_live_leader_except_for_a_transfer() ->
         assert len(seen) == 1
     finally:
         raft.SyncObj._SyncObj__onMessageReceived = original  # type: ignore[attr-defined]
+
+
+# -- membership changes and joining ----------------------------------------------------------
+
+
+def test_leader_accepts_one_membership_change_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pysyncobj never records a pending change; the adapter refuses a second one until the
+    first is applied (joiners started together are added one after the other)."""
+    _, sync, _, _ = make_node()
+    sync._SyncObj__changeClusterIDx = None
+    applied: List[Any] = []
+    monkeypatch.setattr(raft.SyncObj, "_SyncObj__doChangeCluster",
+                        lambda self, request, reverse=False: applied.append(request) or True)
+    assert sync._SyncObj__changeCluster(["add", "127.0.0.4:7946"]) is True
+    assert sync._change_pending_until == 11
+    sync.log_index = 11  # the change went into the log at index 11, not applied yet
+    assert sync._SyncObj__changeCluster(["add", "127.0.0.5:7946"]) is False
+    sync._SyncObj__raftLastApplied = 11
+    assert sync._SyncObj__changeCluster(["add", "127.0.0.5:7946"]) is True
+    assert [r[1] for r in applied] == ["127.0.0.4:7946", "127.0.0.5:7946"]
+
+
+class LogSync(FakeSync):
+    """FakeSync with a log of (command, index, term) entries and pysyncobj's membership parsing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.entries: List[Tuple[Any, int, int]] = [(b"noop", 1, 0)]
+        self._SyncObj__generateRaftTimeout = lambda: 0.75
+
+    def _SyncObj__getCurrentLogIndex(self) -> int:
+        return self.entries[-1][1]
+
+    def _SyncObj__getEntries(self, start: int, count: Optional[int] = None) -> List[Tuple[Any, int, int]]:
+        first = self.entries[0][1]
+        return [] if start < first else self.entries[start - first:]
+
+    def _SyncObj__parseChangeClusterRequest(self, command: Any) -> Any:
+        return command if isinstance(command, list) else None
+
+
+def test_joiner_never_stands_for_election_until_its_addition_is_in_its_log() -> None:
+    """Joining: an expired election timer starts no pre-vote (and forgets the silent leader);
+    the entry adding this node ends joining mode, after which a pre-vote goes out."""
+    clock = HandClock()
+    reactor = Reactor()
+    sync = LogSync(clock, lambda status: None, state=0)
+    sync.joining = True
+    sync._SyncObj__raftLeader = sync.node(OTHERS[0])
+    sync._SyncObj__raftElectionDeadline = -math.inf
+    sync._prevote_gate()
+    assert sync._SyncObj__transport.sent == [] and sync._SyncObj__raftLeader is None
+    sync.entries += [(["add", OTHERS[1], None], 2, 1)]
+    sync.tick()
+    assert sync.joining  # another node's addition
+    sync.entries += [(["add", SELF, None], 3, 1)]
+    sync.tick()
+    reactor.pump()
+    assert not sync.joining
+    sync._SyncObj__raftElectionDeadline = -math.inf
+    sync._prevote_gate()
+    assert {node for node, message in sync._SyncObj__transport.sent
+            if message["type"] == "opengslb_prevote"} == set(OTHERS)
+
+
+def test_peer_addresses() -> None:
+    """Only IP:port (IPv6 in brackets) names a stranger worth keeping."""
+    assert raft._is_peer_address("10.0.0.1:7946") and raft._is_peer_address("[::1]:7946")
+    for bad in ("readonly", "10.0.0.1", "host:7946", "10.0.0.1:0", "10.0.0.1:70000"):
+        assert not raft._is_peer_address(bad), bad
+
+
+def test_the_transfer_admin_command_also_stops_answering_first() -> None:
+    """pysyncobj's ``transfer`` admin command goes through the same handover: not serving."""
+    node, sync, reactor, _ = make_node()
+    sync.answer(OTHERS[0])
+    settle(sync, reactor)
+    replies: List[Any] = []
+    sync._transferLeadership([], lambda result, error: replies.append(error))
+    settle(sync, reactor)
+    assert replies == [FAIL_REASON.SUCCESS] and sync.transfers == [OTHERS[0]]
+    assert node.status.handing_over and not node.serving()
