@@ -45,9 +45,8 @@ def _find_plugin() -> None:
     (a directory listing of ``twisted.plugins.__path__``) sees only when the
     tree is the working directory.
     """
-    import twisted.plugins
-
     import opengslb
+    import twisted.plugins
 
     here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(opengslb.__file__))),
                         "twisted", "plugins")

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Deque, Dict, List, Mapping
 
-from twisted.logger import formatEvent
+from twisted.logger import ILogObserver, formatEvent
+from zope.interface import implementer
 
 #: How many events are kept.
 KEEP = 50
@@ -31,6 +32,7 @@ NOTABLE = frozenset({
 })
 
 
+@implementer(ILogObserver)
 class RecentEvents:
     """A log observer keeping the last :data:`KEEP` notable events.
 

@@ -50,8 +50,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from opengslb.api import auth, patterns
 from opengslb.api.openapi import AGENT_MAX, OVERRIDE_TTL_MAX, SERVICE_TTL_MAX, openapi_document
 from opengslb.api.timefmt import rfc3339
-from opengslb.config.durations import parse_duration
 from opengslb.api.ui import StatusPage
+from opengslb.config.durations import parse_duration
 from opengslb.config.model import APIConfig, ServerConfig
 from opengslb.events import RecentEvents
 from opengslb.health.tracker import ServerKey
@@ -761,8 +761,7 @@ class _Root(Resource):
                 400, "the request path (after %-decoding) or Host header is not UTF-8")
             return _write(request, error.reply)
         if request.method in READ_METHODS:
-            error = self._api._gate_error(request, self._api._settings())
-            if error is None:
+            if self._api._gate_error(request, self._api._settings()) is None:
                 body = self._page.render(request)
                 if body is not None:
                     return body

@@ -26,7 +26,6 @@ from opengslb.core import Gslb
 from opengslb.dns.server import DNSDatagramProtocol, DNSResponder, DNSStreamProtocol, QueryStats
 from opengslb.health.checks import CheckFailed
 from opengslb.httpserve import BoundedSite, ListenerLimits
-from opengslb.httpserve import BoundedSite, ListenerLimits
 from opengslb.httpserve import listen_http as listen_metrics
 from opengslb.metrics import CHECK_DURATION_BOUNDS, Metrics
 from tests.unit.dnsfixtures import sample_config
