@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import pytest
 
+from opengslb.api.openapi import openapi_document
 from tests.e2e.api_fuzz import (
     ADMIN_TOKEN,
     FuzzServer,
@@ -55,7 +56,12 @@ def test_schemathesis_with_the_admin_token_finds_nothing(fuzz_server: FuzzServer
     result = run_schemathesis(fuzz_server.schema_url, tmp_path, token=ADMIN_TOKEN, max_examples=25)
     assert result.complete and result.exit_code == 0, result.summary()
     assert (result.failures, result.errors) == (0, 0), result.summary()
-    assert result.report["operations"]["tested"] == result.report["operations"]["total"] == 19
+    operations = sum(1 for item in openapi_document()["paths"].values() for key in item
+                     if key in ("get", "put", "post", "delete", "patch", "head", "options"))
+    # Schemathesis reports one operation fewer than the document holds (seen with 4.32.5 for
+    # every document version: 19 of 20, 20 of 21); every one it selects must be tested.
+    assert result.report["operations"]["tested"] == result.report["operations"]["total"]
+    assert result.report["operations"]["total"] >= operations - 1
     assert result.cases >= 500, result.summary()
     assert result.report["warnings"]["unsupported_regex"] == [], "schemathesis cannot read a pattern"
     assert server_problems(fuzz_server.log()) == []
