@@ -41,7 +41,7 @@ from typing import List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.harness import HTTPBackend, OpenGSLB, free_port  # noqa: E402
+from tests.e2e.harness import HTTPBackend, OpenGSLB, free_port, hold_connections  # noqa: E402
 
 NAME = "app.flood.test"
 
@@ -123,17 +123,6 @@ SCRAPER = textwrap.dedent("""
 """)
 
 
-def hold(port: int, count: int, sources: int = 250) -> List[socket.socket]:
-    held = []
-    for i in range(count):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        sock.bind((f"127.0.1.{1 + i % sources}", 0))
-        sock.connect_ex(("127.0.0.1", port))
-        held.append(sock)
-    return held
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
@@ -177,7 +166,7 @@ def main() -> int:
             since = time.perf_counter()
             held = []
             for port in (api_port, metrics_port, node.dns_port):
-                held += hold(port, args.connections)
+                held += hold_connections(port, args.connections)
             time.sleep(args.seconds)
             report(f"{args.connections} conns x3", probe.window(since), f"{len(held)} sockets held")
             for sock in held:

@@ -15,12 +15,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from opengslb.config.model import Config, ServerConfig, changed_regions
-from opengslb.dns.server import QueryStats
 from opengslb.dns.view import AnsweringView, DomainView, ServedState, build_view, zone_index_for
 from opengslb.health.checks import Checker
 from opengslb.health.manager import HealthManager
 from opengslb.health.tracker import ServerHealth, ServerKey
 from opengslb.routing import Candidate
+from opengslb.stats import QueryStats
 
 log = Logger(namespace="opengslb.core")
 

@@ -7,7 +7,7 @@ Every HTTP listener of the process is bounded the same way (DESIGN.md 14):
   either cap is closed as it is accepted, before anything is read
   (:class:`opengslb.limits.ConnectionLimiter`).  New connections are
   accepted at most ``max_connection_rate`` a second (the same number as a
-  burst) and at most :data:`ACCEPTS_PER_TURN` per reactor turn; past that
+  burst) and at most :data:`~opengslb.limits.ACCEPTS_PER_TURN` per reactor turn; past that
   the listener stops accepting for a moment and they wait in the kernel's
   backlog, so a flood costs DNS answering a bounded share of the reactor;
 * **time** — a request's line, headers and body must all arrive within
@@ -35,24 +35,18 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP
-from twisted.internet.posixbase import PosixReactorBase
 from twisted.web.http import HTTPChannel, datetimeToString
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from opengslb.config.model import ListenAddress
-from opengslb.limits import AcceptRate, ConnectionLimiter
+from opengslb.limits import AcceptRate, ConnectionLimiter, listen_fair
 
 #: Seconds the rest of a refused request is read and dropped before the socket closes.
 LINGER_SECONDS = 1.0
 #: Bytes of a refused request read and dropped before the socket closes anyway.
 LINGER_BYTES = 256 * 1024
-#: Connections a listener accepts per reactor turn (the rest wait in the backlog).
-ACCEPTS_PER_TURN = 16
-#: Listen backlog of every TCP listener (nginx's default).
-BACKLOG = 511
 
 _REASONS = {400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 405: b"Method Not Allowed",
             408: b"Request Timeout", 413: b"Content Too Large", 501: b"Not Implemented"}
@@ -277,33 +271,6 @@ class BoundedSite(Site):
 
     def log(self, request: Request) -> None:  # type: ignore[override]
         pass
-
-
-class FairPort(tcp.Port):
-    """A TCP port that accepts at most :data:`ACCEPTS_PER_TURN` connections per reactor turn.
-
-    Twisted's own port grows its batch with the load (100, 120, ...); under a
-    connection flood one batch then takes milliseconds of a reactor turn that
-    DNS queries wait behind.  The rest stay in the kernel's backlog.
-    """
-
-    @property  # type: ignore[override]
-    def numberAccepts(self) -> int:
-        return ACCEPTS_PER_TURN
-
-    @numberAccepts.setter
-    def numberAccepts(self, value: int) -> None:
-        pass
-
-
-def listen_fair(reactor: Any, port: int, factory: Any, interface: str) -> IListeningPort:
-    """``reactor.listenTCP`` with a :class:`FairPort` and a :data:`BACKLOG`-deep backlog
-    (a memory reactor in tests gets a plain ``listenTCP``)."""
-    if not isinstance(reactor, PosixReactorBase):
-        return reactor.listenTCP(port, factory, backlog=BACKLOG, interface=interface)  # type: ignore[no-any-return]
-    listening = FairPort(port, factory, BACKLOG, interface, reactor)
-    listening.startListening()
-    return listening
 
 
 def listen_http(reactor: IReactorTCP, address: ListenAddress, site: BoundedSite) -> IListeningPort:

@@ -5,19 +5,28 @@ an accepted socket; when the listener or the peer's address is at its cap
 the socket is closed at once, before a byte is read, so one client (or a
 crowd) cannot use up the process's file descriptors that health checks and
 DNS need.  Refusals are counted per reason and logged at most once a minute
-per listener.
+per listener.  :func:`listen_fair` opens a listening port that accepts a
+bounded number of connections per reactor turn (:class:`FairPort`), and
+:class:`AcceptRate` paces accepts over time.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
+from twisted.internet import tcp
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import Logger
 
 log = Logger(namespace="opengslb.limits")
 
 #: Seconds between two "connection refused: at the cap" log lines of one listener.
 REFUSAL_LOG_INTERVAL = 60.0
+#: Connections a listener accepts per reactor turn (the rest wait in the backlog).
+ACCEPTS_PER_TURN = 16
+#: Listen backlog of every TCP listener (nginx's default).
+BACKLOG = 511
 
 
 class ConnectionLimiter:
@@ -147,3 +156,30 @@ class AcceptRate:
         rate = self._refill()
         assert self._tokens is not None
         return max(0.0, (1.0 - self._tokens) / rate)
+
+
+class FairPort(tcp.Port):
+    """A TCP port that accepts at most :data:`ACCEPTS_PER_TURN` connections per reactor turn.
+
+    Twisted's own port grows its batch with the load (100, 120, ...); under a
+    connection flood one batch then takes milliseconds of a reactor turn that
+    DNS queries wait behind.  The rest stay in the kernel's backlog.
+    """
+
+    @property  # type: ignore[override]
+    def numberAccepts(self) -> int:
+        return ACCEPTS_PER_TURN
+
+    @numberAccepts.setter
+    def numberAccepts(self, value: int) -> None:
+        pass
+
+
+def listen_fair(reactor: Any, port: int, factory: Any, interface: str) -> IListeningPort:
+    """``reactor.listenTCP`` with a :class:`FairPort` and a :data:`BACKLOG`-deep backlog
+    (a memory reactor in tests gets a plain ``listenTCP``)."""
+    if not isinstance(reactor, PosixReactorBase):
+        return reactor.listenTCP(port, factory, backlog=BACKLOG, interface=interface)  # type: ignore[no-any-return]
+    listening = FairPort(port, factory, BACKLOG, interface, reactor)
+    listening.startListening()
+    return listening

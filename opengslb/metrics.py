@@ -1,7 +1,7 @@
 """Prometheus metrics: a scrape-time collector and the ``/metrics`` endpoint.
 
 Nothing on the query path touches prometheus_client.  The DNS side bumps
-plain dict counters (:class:`~opengslb.dns.server.QueryStats`), the core
+plain dict counters (:class:`~opengslb.stats.QueryStats`), the core
 counts check results in ``Gslb.check_results``, and :class:`Metrics` turns
 all of it into metric families only when Prometheus scrapes (SPEC §9).
 
@@ -12,7 +12,6 @@ renders synchronously, so the counters are never read while being changed.
 from __future__ import annotations
 
 import json
-from bisect import bisect_left
 from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol, Sequence
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -36,18 +35,14 @@ from opengslb.api.auth import parse_address
 from opengslb.config.model import MetricsConfig
 from opengslb.health.tracker import ServerKey
 from opengslb.httpserve import Gate, ListenerLimits, Refusal
+from opengslb.stats import CHECK_DURATION_BOUNDS, DurationHistogram
 
 if TYPE_CHECKING:
     from opengslb.cluster.overwatch import Overwatch
     from opengslb.core import Gslb
     from opengslb.runtime import Runtime
 
-__all__ = ["CHECK_DURATION_BOUNDS", "DurationHistogram", "Metrics"]
-
-CHECK_DURATION_BOUNDS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-"""Health check duration buckets (seconds): checks are bounded by their timeout."""
-
+__all__ = ["Metrics", "metrics_gate", "metrics_limits"]
 
 
 class ReloadCounts(Protocol):
@@ -56,25 +51,6 @@ class ReloadCounts(Protocol):
     successes: int
     failures: int
     last_success: Optional[float]  # reactor seconds of the last successful reload
-
-
-class DurationHistogram:
-    """A fixed-bucket histogram fed from the reactor thread.
-
-    ``counts[i]`` counts observations ``<= bounds[i]`` (and above the previous
-    bound); the last slot counts the rest (``+Inf``).  Counts are per bucket,
-    not cumulative; ``sum`` is the total of all observations.
-    """
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        """Record one observation."""
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
 
 
 class Metrics:
@@ -151,7 +127,7 @@ class _GslbCollector(Collector):
                        ["domain", "type", "status"], stats.queries.items())
         yield _histogram("opengslb_dns_query_duration_seconds",
                          "Time to answer one DNS query (parse, answer, encode, send).",
-                         stats.DURATION_BOUNDS, stats.duration_counts, stats.duration_sum)
+                         stats.durations.bounds, stats.durations.counts, stats.durations.sum)
         yield _counter("opengslb_health_check_results_total", "Finished health checks.",
                        ["region", "server", "result"], gslb.check_results.items())
         checks = self._metrics.check_durations

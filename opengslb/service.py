@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import signal
 import socket
 import sys
+import time
 from typing import Any, Callable, Dict, List, Optional
 
 from twisted.application import service
@@ -20,7 +22,6 @@ from opengslb.api import GslbAPI, api_limits
 from opengslb.cluster.consensus import DistributedHealth
 from opengslb.cluster.facade import RaftCluster, StandaloneCluster, config_hash
 from opengslb.cluster.gossip import Gossip
-from opengslb.cluster.keys import GOSSIP, derive_key
 from opengslb.cluster.metrics import ClusterCollector, ConfigHashCollector, GossipCollector
 from opengslb.cluster.overwatch import Overwatch
 from opengslb.config.model import Config, ListenAddress
@@ -36,8 +37,25 @@ from opengslb.limits import raise_fd_limit
 from opengslb.metrics import Metrics, metrics_gate, metrics_limits
 from opengslb.reload import Reloader
 from opengslb.runtime import Runtime
-from opengslb.state.local import LocalStore, StateDirError, check_data_dir
-from opengslb.state.raft import ProposalFailed, RaftNode, RaftStatus
+from opengslb.state.keys import GOSSIP, derive_key
+from opengslb.state.local import (
+    IMPORT_PENDING_FILE,
+    IMPORTED_FILE,
+    STATE_FILE,
+    LocalStore,
+    StateDirError,
+    check_data_dir,
+    write_atomically,
+)
+from opengslb.state.raft import (
+    ProposalFailed,
+    RaftNode,
+    RaftStatus,
+    archive_cluster_state,
+    cluster_state_present,
+    describe_counts,
+    read_committed_state,
+)
 
 log = Logger(namespace="opengslb")
 
@@ -182,6 +200,7 @@ class GslbService(service.Service):
                  event="fd_limit")
         try:
             if self.raft is None:
+                self._adopt_cluster_state(config.cluster.raft.data_dir)
                 self.store.open()
             else:
                 self._check_cluster_start(config)
@@ -228,6 +247,94 @@ class GslbService(service.Service):
                  address=str(config.dns.listen_address), domains=len(config.domains),
                  servers=sum(len(r.servers) for r in config.regions), event="started")
 
+    def _stamp(self) -> str:
+        return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.reactor.seconds()))
+
+    def _adopt_cluster_state(self, data_dir: str) -> None:
+        """Cluster → standalone (docs/cluster.md, Migration): the data directory holds cluster
+        state, so its last committed runtime state becomes the standalone state (``state.json``)
+        and the cluster files move to ``cluster-STAMP/``.  Start-up, before serving."""
+        check_data_dir(data_dir)
+        if not cluster_state_present(data_dir):
+            return
+        try:
+            snapshot, commit = read_committed_state(data_dir)
+        except ValueError as error:
+            raise StateDirError(f"{error}; move the cluster files away to start with an empty state") from None
+        snapshot["members"] = {}
+        try:
+            write_atomically(os.path.join(data_dir, STATE_FILE), json.dumps(snapshot, sort_keys=True).encode())
+            archive = archive_cluster_state(data_dir, self._stamp())
+        except OSError as error:
+            raise StateDirError(f"cannot take over the cluster state in {data_dir}: {error}") from None
+        counts = describe_counts(snapshot)
+        log.info("standalone: took the cluster's last committed runtime state (log index {commit}) as the "
+                 "standalone state: {overrides} overrides, {registrations} registrations, {signals} signals, "
+                 "{vetoes} vetoes; the cluster files were moved to {archive}", commit=commit, archive=archive,
+                 event="migrated_from_cluster", **counts)
+
+    def _prepare_import(self, config: Config) -> None:
+        """Standalone → cluster: on ``--bootstrap`` over a standalone state, keep it for import.
+
+        ``state.json`` becomes ``standalone-import.json`` (so it is imported once
+        even across restarts) and is proposed as one ``state.import`` command
+        once this node leads; a joiner never imports (it would overwrite the
+        cluster's state).
+        """
+        assert self.raft is not None
+        data_dir = config.cluster.raft.data_dir
+        state, pending = os.path.join(data_dir, STATE_FILE), os.path.join(data_dir, IMPORT_PENDING_FILE)
+        self._import_path = pending
+        self._import_snapshot: Optional[Dict[str, Any]] = None
+        self._importing = False
+        fresh = not self.raft.has_state()
+        if fresh and os.path.exists(state):
+            if not config.cluster.bootstrap:
+                log.warn("{path} holds a standalone runtime state that a joining node does not import "
+                         "(only --bootstrap imports it)", path=state, event="migration_skipped")
+                return
+            os.replace(state, pending)
+        if os.path.exists(pending):
+            try:
+                with open(pending, "rb") as handle:
+                    snapshot = json.loads(handle.read())
+                describe_counts(snapshot)
+            except (OSError, ValueError) as error:
+                self._fail(f"cannot read the standalone state to import, {pending}: {error}")
+            self._import_snapshot = snapshot
+
+    def _import_when_leading(self, status: RaftStatus) -> None:
+        """Propose the pending standalone state once this node is the ready leader (retried)."""
+        if self._import_snapshot is None or self._importing or self.raft is None:
+            return
+        if not (status.is_leader and status.leader_ready):
+            return
+        self._importing = True
+        snapshot = self._import_snapshot
+        d = self.raft.propose({"op": "state.import", "snapshot": snapshot})
+
+        def done(result: Dict[str, Any]) -> None:
+            self._importing = False
+            if not result.get("ok"):
+                log.error("the standalone state was not imported: {error}", error=result.get("error"),
+                          event="migration_failed")
+                self._import_snapshot = None
+                return
+            self._import_snapshot = None
+            imported = os.path.join(os.path.dirname(self._import_path), IMPORTED_FILE)
+            os.replace(self._import_path, imported)
+            log.info("cluster: imported the standalone runtime state: {overrides} overrides, {registrations} "
+                     "registrations, {signals} signals, {vetoes} vetoes (kept as {kept})", kept=imported,
+                     event="migrated_from_standalone", **result["value"])
+
+        def failed(failure: Any) -> None:
+            failure.trap(ProposalFailed)
+            self._importing = False
+            assert self.raft is not None
+            self.reactor.callLater(1.0, self._import_when_leading, self.raft.status)
+
+        d.addCallbacks(done, failed)
+
     def _check_cluster_start(self, config: Config) -> None:
         """Synchronous cluster start-up checks: data dir, start path, cluster port free."""
         assert self.raft is not None
@@ -235,6 +342,7 @@ class GslbService(service.Service):
         if not self.raft.has_state() and not config.cluster.bootstrap and not config.cluster.join:
             self._fail(f"{config.cluster.raft.data_dir} holds no cluster state: start the first node "
                        "with --bootstrap and the others with --join HOST:PORT")
+        self._prepare_import(config)
         bind = config.cluster.bind_address
         probe = socket.socket(socket.AF_INET6 if ":" in bind.host else socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -258,6 +366,7 @@ class GslbService(service.Service):
         self.gossip.set_local(self.gslb.local_verdicts())
         self._freshness_loop.start(1.0, now=False)
         self.raft.add_status_listener(self._publish_member)
+        self.raft.add_status_listener(self._import_when_leading)
         self.raft.add_listener(self._check_drift)
         self.raft.add_removed_listener(self._removed_from_cluster)
         d = self.raft.start(config.cluster.bootstrap, list(config.cluster.join))

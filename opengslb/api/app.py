@@ -51,6 +51,7 @@ from opengslb.api import auth, patterns
 from opengslb.api.openapi import AGENT_MAX, OVERRIDE_TTL_MAX, SERVICE_TTL_MAX, openapi_document
 from opengslb.api.timefmt import rfc3339
 from opengslb.api.ui import StatusPage
+from opengslb.cluster.facade import MembershipError, StandaloneCluster
 from opengslb.config.durations import parse_duration
 from opengslb.config.model import APIConfig, ServerConfig
 from opengslb.events import RecentEvents
@@ -210,8 +211,6 @@ class GslbAPI:
                  clock: Clock, cluster: Optional[Any] = None,
                  runtime: Optional["Runtime"] = None,
                  events: Optional[RecentEvents] = None) -> None:
-        from opengslb.cluster.facade import StandaloneCluster
-
         self._cluster = cluster if cluster is not None else StandaloneCluster(node_name, lambda: None)
         self._gslb = gslb
         self._reloader = reloader
@@ -631,8 +630,6 @@ class GslbAPI:
         return self._membership(request, self._cluster.remove(address, name))
 
     def _membership(self, request: Request, d: "Deferred[Dict[str, Any]]") -> "Deferred[Dict[str, Any]]":
-        from opengslb.cluster.facade import MembershipError
-
         def failed(failure: Any) -> Any:
             failure.trap(MembershipError)
             raise APIError(failure.value.code, str(failure.value))

@@ -40,10 +40,10 @@ import struct
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from opengslb.dns.reply import opt_record
-from opengslb.dns.server import QueryStats
 from opengslb.dns.view import AAAA, A, AnsweringView, DomainView
 from opengslb.dns.wire import OPTION_NSID
 from opengslb.routing import Candidate
+from opengslb.stats import QueryStats
 
 __all__ = ["FastPath", "answer_record", "wire_name"]
 

@@ -4,8 +4,6 @@
 record sections and what was routed — from an :class:`AnsweringView`.  It
 knows NXDOMAIN from NODATA from REFUSED (SPEC §3, RFC 2308, RFC 8020); the
 server module only deals with wire format and transports.
-:class:`ViewResolver` offers the same answers as a twisted.names
-``IResolver`` for code that wants one.
 """
 
 from __future__ import annotations
@@ -13,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from twisted.internet import defer
-from twisted.names import common, dns, error
+from twisted.names import dns
 
 from opengslb.dns.reply import WireName, record
 from opengslb.dns.view import FAMILY_OF_TYPE, AnsweringView, DomainView, ZoneView
-from opengslb.dns.wire import Question, name_from_text
+from opengslb.dns.wire import Question
 from opengslb.routing import Candidate
 
 OTHER_DOMAIN = "_other"  # metrics label for names that are not configured domains
@@ -183,35 +180,3 @@ def _domain_answer(view: AnsweringView, domain: DomainView, owner: dns.Name, qty
     return Answer(dns.OK, [address_record(owner, chosen.address, domain.ttl)], [], [],
                   authoritative=True, domain=domain, routed=chosen, stale=stale)
 
-
-class NegativeAnswer(error.DomainError):
-    """An authoritative negative answer (or refusal) carrying its sections."""
-
-    def __init__(self, result: Answer) -> None:
-        super().__init__(result.rcode)
-        self.result = result
-
-
-class ViewResolver(common.ResolverBase):
-    """An ``IResolver`` over the current answering view.
-
-    ``view_source`` returns the view to answer from at the time of the query.
-    Positive answers fire with (answers, authority, additional); negative ones
-    fail with :class:`NegativeAnswer`.
-    """
-
-    def __init__(self, view_source: Callable[[], AnsweringView]) -> None:
-        common.ResolverBase.__init__(self)
-        self._view_source = view_source
-
-    def _lookup(self, name: bytes, cls: int, type: int, timeout: object
-                ) -> "defer.Deferred[Tuple[List[dns.RRHeader], List[dns.RRHeader], List[dns.RRHeader]]]":
-        try:
-            # twisted hands names over as dotted text: splitting on dots is all it allows.
-            wire_name = name_from_text(name.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            return defer.fail(NegativeAnswer(_refused()))
-        result = answer(self._view_source(), Question(wire_name, type, cls, b""))
-        if result.rcode != dns.OK or not result.answers:
-            return defer.fail(NegativeAnswer(result))
-        return defer.succeed((result.answers, result.authority, result.additional))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import socket
 import time
-from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 import psutil
@@ -27,7 +26,6 @@ from twisted.protocols.policies import TimeoutMixin
 
 from opengslb.config.model import ListenAddress
 from opengslb.dns.reply import (
-    ADVERTISED_UDP_SIZE,
     FORWARDED_OPTION,
     MIN_UDP_SIZE,
     encode_reply,
@@ -35,11 +33,10 @@ from opengslb.dns.reply import (
     reply_limit,
 )
 from opengslb.dns.resolver import OTHER_DOMAIN, StaleHook, answer
-from opengslb.dns.view import AnsweringView, DomainView
+from opengslb.dns.view import AnsweringView
 from opengslb.dns.wire import OPT, Message, read_request
-from opengslb.httpserve import listen_fair
-from opengslb.limits import ConnectionLimiter
-from opengslb.routing import Candidate
+from opengslb.limits import ConnectionLimiter, listen_fair
+from opengslb.stats import QueryStats
 
 if TYPE_CHECKING:
     from opengslb.dns.fastpath import FastPath
@@ -55,44 +52,6 @@ BADVERS = 16
 RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
                5: "REFUSED", BADVERS: "BADVERS"}
 TYPE_LABELS = {dns.A: "A", dns.AAAA: "AAAA"}
-
-
-class QueryStats:
-    """Plain counters the hot path bumps; metrics read them at scrape time.
-
-    Keys are tuples of label values, so a query costs two dict updates and
-    no Prometheus child lookups.  Query durations go into a fixed-bucket
-    histogram: ``duration_counts[i]`` counts durations ``<= DURATION_BOUNDS[i]``
-    (and above the previous bound); the last slot counts the rest (``+Inf``).
-    Counts are per bucket, not cumulative; ``duration_sum`` is in seconds.
-    Everything runs on the reactor thread, so no locking.
-    """
-
-    DURATION_BOUNDS: tuple[float, ...] = (
-        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-
-    def __init__(self) -> None:
-        self.queries: dict[tuple[str, str, str], int] = {}
-        self.routing: dict[tuple[str, str, str], int] = {}
-        self.stale: dict[str, int] = {}
-        self.duration_counts: list[int] = [0] * (len(self.DURATION_BOUNDS) + 1)
-        self.duration_sum = 0.0
-
-    def count_query(self, domain: str, qtype: str, status: str) -> None:
-        key = (domain, qtype, status)
-        self.queries[key] = self.queries.get(key, 0) + 1
-
-    def count_routing(self, domain: str, algorithm: str, server: str) -> None:
-        key = (domain, algorithm, server)
-        self.routing[key] = self.routing.get(key, 0) + 1
-
-    def count_stale(self, domain: str) -> None:
-        self.stale[domain] = self.stale.get(domain, 0) + 1
-
-    def observe_duration(self, seconds: float) -> None:
-        """Record how long answering one query took (one bisect, two additions)."""
-        self.duration_counts[bisect_left(self.DURATION_BOUNDS, seconds)] += 1
-        self.duration_sum += seconds
 
 
 class ErrorReports:
@@ -495,7 +454,7 @@ def listen_dns(reactor: IReactorUDP, listen: ListenAddress, responder: DNSRespon
     Each UDP socket asks for a :data:`UDP_RECEIVE_BUFFER` receive buffer
     (the size granted is logged); each TCP listener is a bounded
     :class:`DNSStreamFactory` on a port that accepts a few connections per
-    reactor turn (:func:`opengslb.httpserve.listen_fair`), so a connection
+    reactor turn (:func:`opengslb.limits.listen_fair`), so a connection
     flood waits in the kernel's backlog instead of delaying UDP.  Raises
     ``twisted.internet.error.CannotListenError`` (after closing what was
     already bound) when any bind fails.
@@ -557,5 +516,5 @@ def listen_vip(reactor: Any, host: str, port: int, responder: DNSResponder) -> L
     return ports
 
 
-__all__ = ["ADVERTISED_UDP_SIZE", "FORWARDED_OPTION", "DNSResponder", "QueryStats", "listen_dns",
-           "Candidate", "DomainView"]
+__all__ = ["DNSDatagramProtocol", "DNSResponder", "DNSStreamFactory", "DNSStreamProtocol", "ErrorReports",
+           "grow_receive_buffer", "listen_dns", "listen_vip", "refusal_of"]

@@ -17,6 +17,10 @@ from twisted.internet import defer, threads
 from opengslb.state.machine import Command, Result, StateMachine
 
 STATE_FILE = "state.json"
+#: Standalone → cluster (docs/cluster.md, Migration): ``--bootstrap`` renames ``state.json`` to
+#: this name; once the new cluster committed its import it is renamed to :data:`IMPORTED_FILE`.
+IMPORT_PENDING_FILE = "standalone-import.json"
+IMPORTED_FILE = "standalone-imported.json"
 
 
 class StateDirError(Exception):

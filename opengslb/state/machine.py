@@ -33,6 +33,9 @@ Commands (``op`` and their fields; ``at`` is the proposer's clock, seconds):
 ``signal.clear``      region, address, port, at, forget?
 ``veto.set``          region, address, port, reason, at, expires_at?
 ``veto.clear``        region, address, port
+``state.import``      snapshot (a :meth:`StateMachine.snapshot`) — replaces
+                      overrides, registrations, signals and vetoes with the
+                      snapshot's (members are kept); the value is their counts
 ===================== =====================================================
 """
 
@@ -61,6 +64,12 @@ def ok(value: Any = None) -> Result:
 
 def rejected(reason: str) -> Result:
     return {"ok": False, "error": reason}
+
+
+def state_counts(machine: "StateMachine") -> Dict[str, int]:
+    """How many overrides, registrations, signals and vetoes ``machine`` holds (migration logs)."""
+    return {"overrides": len(machine.overrides), "registrations": len(machine.registrations),
+            "signals": len(machine.signals), "vetoes": len(machine.vetoes)}
 
 
 def server_key(region: str, address: str, port: Optional[int] = None) -> str:
@@ -254,7 +263,19 @@ class StateMachine:
             "signal.clear": self._signal_clear,
             "veto.set": self._veto_set,
             "veto.clear": self._veto_clear,
+            "state.import": self._state_import,
         }
+
+    def _state_import(self, c: Command) -> Result:
+        """Take another state's runtime parts (migration from standalone, docs/cluster.md)."""
+        scratch = StateMachine()
+        try:
+            scratch.restore(c.get("snapshot"))  # type: ignore[arg-type]
+        except ValueError as error:
+            raise Invalid(str(error)) from None
+        self.overrides, self.registrations = scratch.overrides, scratch.registrations
+        self.signals, self.vetoes = scratch.signals, scratch.vetoes
+        return ok(state_counts(scratch))
 
     def _member_set(self, c: Command) -> Result:
         address = _required_text(c, "address")

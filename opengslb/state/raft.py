@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import gzip
 import ipaddress
 import json
 import math
@@ -58,6 +59,8 @@ from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Sequen
 
 from cryptography.fernet import InvalidToken
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj import pickle as pysyncobj_pickle
+from pysyncobj.journal import FIRST_RECORD_OFFSET, LAST_RECORD_OFFSET_OFFSET
 from pysyncobj.monotonic import monotonic as pysyncobj_clock
 from pysyncobj.node import TCPNode
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
@@ -67,10 +70,10 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from opengslb.cluster.keys import raft_password
 from opengslb.config.model import ClusterConfig
+from opengslb.state.keys import raft_password
 from opengslb.state.local import check_data_dir, write_atomically
-from opengslb.state.machine import Command, Result, StateMachine
+from opengslb.state.machine import Command, Result, StateMachine, state_counts
 
 log = Logger(namespace="opengslb.cluster")
 
@@ -121,6 +124,7 @@ MAX_UNAUTHENTICATED = 32
 REJECT_LOG_INTERVAL = 10.0
 _LENGTH = struct.Struct("i")  # pysyncobj's frame header: a native signed int
 
+_REGULAR_ENTRY = 0  # pysyncobj's _COMMAND_TYPE.REGULAR: the first byte of a state-machine entry
 _STATE_NAMES = {0: "Follower", 1: "Candidate", 2: "Leader"}
 _FAIL_NAMES = {v: k.lower() for k, v in vars(FAIL_REASON).items() if not k.startswith("_")}
 
@@ -826,6 +830,113 @@ class _SyncObj(SyncObj):
         ))
 
 
+# -- reading a stopped node's state (migration to standalone, docs/cluster.md) ------------
+
+#: The files of a node's cluster state in its data directory.
+CLUSTER_FILES = (MEMBERS_FILE, JOURNAL_FILE, JOURNAL_FILE + ".meta", SNAPSHOT_FILE)
+
+
+def cluster_state_present(data_dir: str) -> bool:
+    """True when ``data_dir`` holds cluster state (a member list or a Raft journal)."""
+    return any(os.path.exists(os.path.join(data_dir, name)) for name in (MEMBERS_FILE, JOURNAL_FILE))
+
+
+def _journal_entries(path: str) -> List[Tuple[bytes, int, int]]:
+    """(command, index, term) of every record in pysyncobj's journal file, read only (no mmap)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if len(data) < FIRST_RECORD_OFFSET:
+        return []
+    end = struct.unpack_from("<I", data, LAST_RECORD_OFFSET_OFFSET)[0]
+    entries = []
+    offset = FIRST_RECORD_OFFSET
+    while offset < min(end, len(data)):
+        size = struct.unpack_from("<I", data, offset)[0]
+        record = data[offset + 4:offset + 4 + size]
+        index, term = struct.unpack_from("<QQ", record)
+        entries.append((bytes(record[16:]), index, term))
+        offset += size + 8
+    return entries
+
+
+def _command_of(entry: bytes) -> Optional[Command]:
+    """The state-machine command in a regular log entry (``apply_command``'s one argument)."""
+    if not entry or entry[0] != _REGULAR_ENTRY:
+        return None
+    call = pysyncobj_pickle.loads(entry[1:])
+    args = call[1] if isinstance(call, tuple) and len(call) >= 2 else ()
+    command = args[0] if args else None
+    return command if isinstance(command, dict) and "op" in command else None
+
+
+def read_committed_state(data_dir: str) -> Tuple[Dict[str, Any], int]:
+    """The last committed runtime state of a stopped node: (snapshot, commit index).
+
+    Reads what pysyncobj left in ``data_dir``: the snapshot (``raft.snapshot``,
+    when log compaction wrote one) and then the journal's entries after it up
+    to the commit index recorded in ``raft.journal.meta``.  pysyncobj records
+    the commit index at most once a second while running; :meth:`RaftNode.stop`
+    records it once more after pysyncobj stopped, so a clean stop loses
+    nothing.  Call only while no node runs on ``data_dir``; blocking file I/O
+    (start-up, before serving).
+
+    :raise ValueError: the files cannot be read or do not hold runtime state.
+    """
+    machine = StateMachine()
+    applied_through = 0
+    try:
+        snapshot_path = os.path.join(data_dir, SNAPSHOT_FILE)
+        if os.path.exists(snapshot_path):
+            with gzip.open(snapshot_path, "rb") as handle:
+                dump = pysyncobj_pickle.load(handle)
+            consumers = dump[0][1:] if dump[0] is not None else []
+            if consumers and isinstance(consumers[0], dict) and "machine" in consumers[0]:
+                machine.restore(consumers[0]["machine"])
+            applied_through = int(dump[1][1])
+        journal_path = os.path.join(data_dir, JOURNAL_FILE)
+        commit = applied_through
+        if os.path.exists(journal_path):
+            meta_path = journal_path + ".meta"
+            meta: Dict[str, Any] = {}
+            if os.path.exists(meta_path):
+                with open(meta_path, "rb") as handle:
+                    meta = pysyncobj_pickle.loads(handle.read())
+            commit = max(commit, int(meta.get("raftCommitIndex", 1)))
+            for entry, index, _term in _journal_entries(journal_path):
+                if applied_through < index <= commit:
+                    command = _command_of(entry)
+                    if command is not None:
+                        machine.apply(command)
+    except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError, struct.error) as error:
+        raise ValueError(f"cannot read the cluster state in {data_dir}: {error}") from None
+    except Exception as error:  # unpickling garbage raises anything
+        raise ValueError(f"cannot read the cluster state in {data_dir}: {type(error).__name__}: {error}") from None
+    return machine.snapshot(), commit
+
+
+def archive_cluster_state(data_dir: str, stamp: str) -> str:
+    """Move the cluster files of ``data_dir`` into ``data_dir/cluster-STAMP/``; returns that path.
+
+    After a move to standalone the node no longer holds cluster state, so a
+    later start in cluster mode needs ``--bootstrap`` or ``--join`` again and a
+    later standalone start does not import the old cluster state twice.
+    """
+    target = os.path.join(data_dir, f"cluster-{stamp}")
+    os.makedirs(target, mode=0o700, exist_ok=True)
+    for name in CLUSTER_FILES:
+        path = os.path.join(data_dir, name)
+        if os.path.exists(path):
+            os.replace(path, os.path.join(target, name))
+    return target
+
+
+def describe_counts(snapshot: Dict[str, Any]) -> Dict[str, int]:
+    """Counts of a snapshot's runtime parts (overrides, registrations, signals, vetoes)."""
+    machine = StateMachine()
+    machine.restore(snapshot)
+    return state_counts(machine)
+
+
 def _is_peer_address(text: str) -> bool:
     """True for ``IPv4:port`` or ``[IPv6]:port`` (a node's identity on the cluster port)."""
     host, _, port = text.rpartition(":")
@@ -1063,7 +1174,7 @@ class RaftNode:
 
         def destroy(_: Any) -> Any:
             self._sync = None
-            done = _in_daemon_thread(self.reactor, sync.destroy_synchronous)
+            done = _in_daemon_thread(self.reactor, _destroy_and_record, sync)
             done.addTimeout(DESTROY_TIMEOUT, self.reactor)
             done.addErrback(lambda f: log.warn("pysyncobj did not stop cleanly: {e}", e=f.getErrorMessage()))
             return done
@@ -1396,6 +1507,16 @@ class RaftNode:
         # Confirmed (or stopping).  Joining mode ends on the tick thread once the entry adding this
         # node is in its log (_SyncObj._check_added): then it knows every member.
         return None
+
+
+def _destroy_and_record(sync: "_SyncObj") -> None:
+    """Stop pysyncobj, then store its commit index (pysyncobj stores it at most once a second,
+    so the last writes before a stop would otherwise look uncommitted to
+    :func:`read_committed_state`).  Worker thread."""
+    sync.destroy_synchronous()
+    journal = getattr(sync, "_SyncObj__raftLog", None)
+    if journal is not None and hasattr(journal, "onOneSecondTimer"):
+        journal.onOneSecondTimer()
 
 
 def _in_daemon_thread(reactor: Any, function: Callable[..., Any], *args: Any) -> "defer.Deferred[Any]":

@@ -237,6 +237,20 @@ def stop_process(process: subprocess.Popen, signum: int = signal.SIGTERM, timeou
     return process.returncode
 
 
+def hold_connections(port: int, count: int, sources: int = 250) -> List[socket.socket]:
+    """``count`` idle TCP connections to 127.0.0.1:``port``, spread over the source addresses
+    127.0.1.1 .. 127.0.1.<sources> (non-blocking connects: the server may close them at once).
+    The caller closes them."""
+    held = []
+    for i in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.bind((f"127.0.1.{1 + i % sources}", 0))
+        sock.connect_ex(("127.0.0.1", port))
+        held.append(sock)
+    return held
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = "condition"):
     """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
     deadline = time.monotonic() + timeout

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 from opengslb.api.openapi import openapi_document
-from tests.e2e.harness import HTTPBackend, free_port, wait_until
+from tests.e2e.harness import HTTPBackend, free_port, hold_connections, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -164,18 +164,6 @@ def _raise_own_fd_limit(wanted: int) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def _flood(port: int, count: int, sources: int) -> List[socket.socket]:
-    """``count`` non-blocking connections to ``port`` from 127.0.1.1..127.0.1.<sources>."""
-    held = []
-    for i in range(count):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        sock.bind((f"127.0.1.{1 + i % sources}", 0))
-        sock.connect_ex(("127.0.0.1", port))
-        held.append(sock)
-    return held
-
-
 def _tcp_answer(node) -> bool:
     try:
         return bool(node.query("app.example.test", tcp=True, timeout=1).answer)
@@ -200,7 +188,7 @@ def test_dns_and_health_checks_keep_working_through_connection_floods_at_ulimit_
     held: List[socket.socket] = []
     try:
         for port in (api_port, metrics_port, node.dns_port):
-            held += _flood(port, per_listener, sources=250)
+            held += hold_connections(port, per_listener, sources=250)
         time.sleep(1.0)
         answered = 0
         for _ in range(40):

@@ -19,8 +19,9 @@ from opengslb.config.model import (
     ZoneConfig,
 )
 from opengslb.dns.fastpath import FastPath
-from opengslb.dns.server import DNSDatagramProtocol, DNSResponder, DNSStreamProtocol, QueryStats
+from opengslb.dns.server import DNSDatagramProtocol, DNSResponder, DNSStreamProtocol
 from opengslb.dns.view import ServedState, build_view
+from opengslb.stats import QueryStats
 
 
 def sample_config(return_last_healthy=False, nameservers=None):

@@ -32,9 +32,10 @@ from opengslb.config.model import (
     ZoneConfig,
 )
 from opengslb.dns.fastpath import FastPath, wire_name
-from opengslb.dns.server import DNSResponder, QueryStats
+from opengslb.dns.server import DNSResponder
 from opengslb.dns.view import AnsweringView, ServedState, build_view
 from opengslb.routing import Candidate
+from opengslb.stats import QueryStats
 
 ZONE = "gslb.example.com"
 

@@ -21,8 +21,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from opengslb.cluster.gossip import MAX_DATAGRAM, REPLAY_WINDOW, VERSION, Gossip
-from opengslb.cluster.keys import GOSSIP, derive_key
 from opengslb.health.tracker import ServerKey
+from opengslb.state.keys import GOSSIP, derive_key
 
 KEY = derive_key("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", GOSSIP)
 OTHER_KEY = derive_key("HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=", GOSSIP)

@@ -23,11 +23,12 @@ from twisted.web.server import Site
 
 from opengslb.config.model import HealthCheckConfig, ListenAddress
 from opengslb.core import Gslb
-from opengslb.dns.server import DNSDatagramProtocol, DNSResponder, DNSStreamProtocol, QueryStats
+from opengslb.dns.server import DNSDatagramProtocol, DNSResponder, DNSStreamProtocol
 from opengslb.health.checks import CheckFailed
 from opengslb.httpserve import BoundedSite, ListenerLimits
 from opengslb.httpserve import listen_http as listen_metrics
-from opengslb.metrics import CHECK_DURATION_BOUNDS, Metrics
+from opengslb.metrics import Metrics
+from opengslb.stats import CHECK_DURATION_BOUNDS, QueryStats
 from tests.unit.dnsfixtures import sample_config
 
 START = 1_700_000_000.0

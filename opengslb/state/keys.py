@@ -2,7 +2,9 @@
 
 Raft's transport and the gossip channel each get their own key, derived with
 HKDF-SHA256 under a purpose label, so a key recovered from one protocol says
-nothing about the other.
+nothing about the other.  The derivation lives here, beside the Raft adapter
+(:mod:`opengslb.state.raft`), on the floor below the cluster code that also
+uses it (gossip).
 """
 
 from __future__ import annotations
