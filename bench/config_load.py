@@ -19,7 +19,8 @@ from typing import List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from opengslb.config.load import CParser, parse_config  # noqa: E402
+from opengslb.config.load import parse_config  # noqa: E402
+from opengslb.config.yamlread import CParser  # noqa: E402
 
 
 def generate(domains: int, regions: int, servers_per_region: int) -> str:

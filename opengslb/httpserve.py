@@ -252,6 +252,10 @@ class BoundedSite(Site):
         channel.timeOut = None  # the request deadline replaces the idle timer
         return channel
 
+    def accept_budget(self) -> float:
+        """How many connections the rate allows now (read by :class:`opengslb.limits.FairPort`)."""
+        return self.rate.available()
+
     def _pause_accepting(self) -> None:
         """Leave new connections in the backlog until the rate allows one more."""
         if self.port is None or (self._resume is not None and self._resume.active()):

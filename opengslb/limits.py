@@ -124,6 +124,11 @@ class AcceptRate:
     accepting until :meth:`wait` seconds have passed, so the connections wait
     in the kernel's backlog (like HAProxy's ``rate-limit sessions``) instead
     of costing the reactor time that DNS needs.
+
+    A connection accepted while the bucket is empty (the rest of one accept
+    batch) is still served, and its token is owed: the balance goes negative
+    and the pause lasts until the debt is repaid, so the average stays at
+    ``rate()`` however large the batches.
     """
 
     def __init__(self, rate: Callable[[], float], clock: object) -> None:
@@ -143,13 +148,19 @@ class AcceptRate:
         return rate
 
     def take(self) -> bool:
-        """Spend a token for one new connection; False when the bucket is empty."""
+        """Spend a token for one new connection (owing it when there is none);
+        False when the bucket was empty: the listener should pause for :meth:`wait`."""
         self._refill()
         assert self._tokens is not None
-        if self._tokens < 1.0:
-            return False
+        available = self._tokens >= 1.0
         self._tokens -= 1.0
-        return True
+        return available
+
+    def available(self) -> float:
+        """Tokens in the bucket now (0 while in debt)."""
+        self._refill()
+        assert self._tokens is not None
+        return max(0.0, self._tokens)
 
     def wait(self) -> float:
         """Seconds until the next token."""
@@ -163,12 +174,18 @@ class FairPort(tcp.Port):
 
     Twisted's own port grows its batch with the load (100, 120, ...); under a
     connection flood one batch then takes milliseconds of a reactor turn that
-    DNS queries wait behind.  The rest stay in the kernel's backlog.
+    DNS queries wait behind.  The rest stay in the kernel's backlog.  A
+    factory with an ``accept_budget()`` (a rate-limited listener) narrows the
+    batch further to what its rate allows now, so the connections let in
+    after a pause arrive one per turn instead of as one burst of work.
     """
 
     @property  # type: ignore[override]
     def numberAccepts(self) -> int:
-        return ACCEPTS_PER_TURN
+        budget = getattr(self.factory, "accept_budget", None)
+        if budget is None:
+            return ACCEPTS_PER_TURN
+        return max(1, min(ACCEPTS_PER_TURN, int(budget())))
 
     @numberAccepts.setter
     def numberAccepts(self, value: int) -> None:

@@ -20,6 +20,7 @@ from twisted.logger import Logger, globalLogPublisher
 import opengslb
 from opengslb.api import GslbAPI, api_limits
 from opengslb.cluster.consensus import DistributedHealth
+from opengslb.cluster.demotion import DemotionPolicy, LeaderWatch
 from opengslb.cluster.facade import RaftCluster, StandaloneCluster, config_hash
 from opengslb.cluster.gossip import Gossip
 from opengslb.cluster.metrics import ClusterCollector, ConfigHashCollector, GossipCollector
@@ -123,7 +124,10 @@ class GslbService(service.Service):
         reactor = self.reactor
         raft = self.raft = RaftNode(reactor, config.cluster)
         self.store = raft
-        self.cluster = RaftCluster(raft, self.node_name, lambda: self.config_hash)
+        self.demotion_policy = DemotionPolicy(reactor.seconds, lag_bound=config.cluster.demotion_lag_bound,
+                                              hold_down=config.cluster.demotion_hold_down)
+        self.cluster = RaftCluster(raft, self.node_name, lambda: self.config_hash,
+                                   demotion=self._demotion_json)
         self.forwarder = Forwarder(reactor, self.cluster.leader_dns_address)
         self.responder = DNSResponder(lambda: self.gslb.view, self.gslb.stats,
                                       on_stale=self.gslb.on_stale, serving=raft.serving,
@@ -139,14 +143,32 @@ class GslbService(service.Service):
         self.gslb.attach_consensus(self.consensus)
         # Every rebuild follows a health, config or state change: offer our verdicts (only changes go out).
         self.gslb.add_view_listener(lambda view: gossip.set_local(self.gslb.local_verdicts()))
-        self.metrics.registry.register(ClusterCollector(raft, self.node_name))
+        self.metrics.registry.register(ClusterCollector(raft, self.node_name,
+                                                        lambda: dict(self.demotion_policy.counts)))
+        dns = config.dns.listen_address
+        self.leader_watch = LeaderWatch(
+            reactor, self.demotion_policy, is_leader=lambda: raft.status.is_leader,
+            dns_address=("127.0.0.1" if dns.is_wildcard else dns.host, dns.port),
+            own_verdicts=self.gslb.local_verdicts,
+            peer_verdicts=lambda: {node: verdicts for node, verdicts in self.consensus.fresh_views().items()
+                                   if node in raft.status.members and node != raft.address},
+            peer_count=lambda: len(raft.status.members) - 1,
+            transfer=lambda prefer: raft.transfer_leadership(prefer=prefer),
+            hold_down=raft.hold_down, monotonic=raft.clock)
         self.metrics.registry.register(GossipCollector(gossip))
         self._fresh_nodes: frozenset = frozenset()
         self._freshness_loop = task.LoopingCall(self._watch_freshness)
 
+    def _demotion_json(self) -> Optional[Dict[str, Any]]:
+        current = self.demotion_policy.current()
+        return current.to_json() if current is not None else None
+
     def _apply_config(self, config: Config) -> None:
         """Swap in a reloaded configuration (listen addresses keep until restart)."""
         self.gslb.apply_config(config)
+        if self.raft is not None:
+            self.demotion_policy.lag_bound = config.cluster.demotion_lag_bound
+            self.demotion_policy.hold_down = config.cluster.demotion_hold_down
         gc.freeze()  # see startService
         # Hashing a large configuration takes tens of milliseconds: do it off the reactor.
         d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), config_hash, config)
@@ -365,6 +387,7 @@ class GslbService(service.Service):
             self._fail(f"cannot listen for gossip (UDP) on {bind}: {error.socketError}")
         self.gossip.set_local(self.gslb.local_verdicts())
         self._freshness_loop.start(1.0, now=False)
+        self.leader_watch.start()
         self.raft.add_status_listener(self._publish_member)
         self.raft.add_status_listener(self._import_when_leading)
         self.raft.add_listener(self._check_drift)
@@ -453,6 +476,7 @@ class GslbService(service.Service):
         if self.raft is not None:
             if self._freshness_loop.running:
                 self._freshness_loop.stop()
+            self.leader_watch.stop()
             yield self.raft.stop()
         if self.forwarder is not None:
             self.forwarder.stop()

@@ -15,6 +15,7 @@ from twisted.python import usage
 import opengslb
 from opengslb.config import Config, ConfigError, load_config, parse_config
 from opengslb.config.load import validate_cluster_requirements
+from opengslb.config.model import CLUSTER_MODES
 from opengslb.exits import config_failed, fail, warn
 from opengslb.logs import LogObserver, process_observer
 
@@ -63,7 +64,7 @@ class Options(usage.Options):
         raise SystemExit(0)
 
     def postOptions(self) -> None:
-        if self["mode"] not in (None, "standalone", "cluster"):
+        if self["mode"] is not None and self["mode"] not in CLUSTER_MODES:
             fail(PROGRAM, [f"--mode: must be standalone or cluster, not {self['mode']!r}"], 2)
         self.config = self._load()
         if self["validate"]:

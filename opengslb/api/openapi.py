@@ -217,8 +217,17 @@ _SCHEMAS: Dict[str, Schema] = {
             ]},
             "config_hash": {**_NULLABLE_STRING,
                             "description": "SHA-256 of this node's configuration without node-specific settings"},
+            "demoted": {"oneOf": [
+                {"type": "null", "description": "not demoted (or its hold-down is over); always in standalone"},
+                _obj({"reason": {"enum": ["dns_self_probe", "reactor_lag", "health_vantage"]},
+                      "at": {"type": "number", "description": "Unix time of the demotion"},
+                      "hold_down_until": {"type": "number",
+                                          "description": "Unix time until which this node does not take "
+                                                         "leadership back (unless it is the only candidate)"}}),
+            ]},
         },
-        "required": ["mode", "node_name", "is_leader", "leader_address", "members", "raft", "config_hash"],
+        "required": ["mode", "node_name", "is_leader", "leader_address", "members", "raft", "config_hash",
+                     "demoted"],
         "additionalProperties": False,
     },
     "Leader": _obj({"leader": {"type": "boolean"}, "node_name": {"type": "string"},

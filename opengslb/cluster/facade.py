@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -81,7 +81,7 @@ class StandaloneCluster:
     def status(self) -> Dict[str, Any]:
         return {"mode": "standalone", "node_name": self.node_name, "is_leader": True,
                 "leader_address": None, "members": self.members(), "raft": None,
-                "config_hash": self._hash_source()}
+                "config_hash": self._hash_source(), "demoted": None}
 
     def leader(self) -> Dict[str, Any]:
         return {"leader": True, "node_name": self.node_name, "leader_address": None}
@@ -98,10 +98,13 @@ class RaftCluster:
 
     mode = "cluster"
 
-    def __init__(self, raft: RaftNode, node_name: str, hash_source: Any) -> None:
+    def __init__(self, raft: RaftNode, node_name: str, hash_source: Any,
+                 demotion: Optional[Callable[[], Optional[Dict[str, Any]]]] = None) -> None:
         self.raft = raft
         self.node_name = node_name
         self._hash_source = hash_source
+        #: The current self-demotion (reason, at, hold_down_until) while its hold-down lasts.
+        self.demotion = demotion or (lambda: None)
 
     def is_serving(self) -> bool:
         return self.raft.serving()
@@ -137,7 +140,7 @@ class RaftCluster:
                 "serving": self.raft.serving(), "leader_address": status.leader,
                 "members": self.members(),
                 "raft": {"state": status.state, "term": status.term, "commit_index": status.commit_index},
-                "config_hash": self._hash_source()}
+                "config_hash": self._hash_source(), "demoted": self.demotion()}
 
     def leader(self) -> Dict[str, Any]:
         status = self.raft.status

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Dict, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -15,9 +15,11 @@ STATES = ("leader", "follower", "candidate")
 class ClusterCollector(Collector):
     """Leadership, membership, elections and rejected packets of one node."""
 
-    def __init__(self, raft: RaftNode, node_name: str) -> None:
+    def __init__(self, raft: RaftNode, node_name: str,
+                 demotions: Callable[[], Dict[str, int]] = dict) -> None:
         self._raft = raft
         self._node = node_name
+        self._demotions = demotions  # reason → count of leader self-demotions
 
     def collect(self) -> Iterable[Metric]:
         status = self._raft.status
@@ -50,6 +52,11 @@ class ClusterCollector(Collector):
         yield CounterMetricFamily("opengslb_cluster_rejected_packets",
                                   "Raft packets dropped because they failed authentication (wrong key)",
                                   value=self._raft.rejected_packets)
+        demotions = CounterMetricFamily("opengslb_cluster_demotions",
+                                        "Leader self-demotions of this node, by reason", labels=["reason"])
+        for reason, count in sorted(self._demotions().items()):
+            demotions.add_metric([reason], float(count))
+        yield demotions
 
 
 class ConfigHashCollector(Collector):

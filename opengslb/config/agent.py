@@ -1,7 +1,7 @@
 """The agent's configuration file (SPEC §8): ``opengslb agent --config agent.yaml``.
 
 Read and validated like the main configuration, with the same machinery
-(:mod:`opengslb.config.load`): unknown keys are errors, every problem names
+(:mod:`opengslb.config.schema`): unknown keys are errors, every problem names
 its key path and line (``agent.yaml:7: services[0].port: ...``), durations
 are Go-style.  The file always holds a secret (``api.token``), so a file
 readable by every user is refused (``chmod 600 FILE``).
@@ -38,24 +38,12 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from opengslb.config.durations import format_duration
-from opengslb.config.load import (
-    MAX_SIGNAL_WINDOW,
-    MIN_SIGNAL_WINDOW,
-    ConfigError,
-    KeyPath,
-    Problem,
-    _as_percent,
-    _as_region_name,
-    _as_server_address,
-    _Checker,
-    _kind,
-    _load_plain,
-    _locate,
-    _SyntaxProblem,
-    format_path,
-    read_config_file,
-)
+from opengslb.config.load import read_config_file
 from opengslb.config.model import HealthCheckConfig, LoggingConfig
+from opengslb.config.problems import ConfigError, KeyPath, Problem, format_path
+from opengslb.config.schema import MAX_SIGNAL_WINDOW, MIN_SIGNAL_WINDOW, Checker
+from opengslb.config.values import as_percent, as_region_name, as_server_address, kind_of
+from opengslb.config.yamlread import SyntaxProblem, load_plain, locate
 
 __all__ = [
     "AgentAPIConfig",
@@ -134,7 +122,7 @@ class AgentConfig:
 def _as_endpoint(value: Any) -> str:
     """An API base URL: http(s)://host[:port] (a path of "/" at most); ValueError otherwise."""
     if not isinstance(value, str):
-        raise ValueError(f"must be a URL such as 'http://10.0.1.10:8080', not {_kind(value)}")
+        raise ValueError(f"must be a URL such as 'http://10.0.1.10:8080', not {kind_of(value)}")
     text = value.strip()
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https"):
@@ -154,7 +142,7 @@ def _as_endpoint(value: Any) -> str:
 
 def _as_token(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"must be a string, not {_kind(value, reveal=False)}")
+        raise ValueError(f"must be a string, not {kind_of(value, reveal=False)}")
     if not value.strip():
         raise ValueError("must not be empty")
     if any(c.isspace() for c in value):
@@ -162,13 +150,13 @@ def _as_token(value: Any) -> str:
     return value
 
 
-class _AgentChecker(_Checker):
+class _AgentChecker(Checker):
     """The agent file's sections, on the main loader's field readers."""
 
     def agent(self, data: Any, filename: str) -> Optional[AgentConfig]:
         if not isinstance(data, dict):
             self.add((), f"the file must be a mapping with the keys {', '.join(_TOP_KEYS)}, "
-                         f"not {_kind(data)}")
+                         f"not {kind_of(data)}")
             return None
         top = self.section(data, (), _TOP_KEYS) or {}
         api = self.api_section(top, ("api",))
@@ -228,8 +216,8 @@ class _AgentChecker(_Checker):
             m = self.section(item, spath, _SERVICE_KEYS)
             if m is None:
                 continue
-            region = self.field(m, "region", spath, "", _as_region_name, required=True)
-            address = self.field(m, "address", spath, "", _as_server_address, required=True)
+            region = self.field(m, "region", spath, "", as_region_name, required=True)
+            address = self.field(m, "address", spath, "", as_server_address, required=True)
             port = self.integer(m, "port", spath, 0, 1, 65535) if "port" in m else 0
             if "port" not in m:
                 self.add(spath + ("port",), "missing (required)")
@@ -269,9 +257,9 @@ class _AgentChecker(_Checker):
         memory = self.section(m.get("memory"), path + ("memory",), _THRESHOLD_KEYS) or {}
         errors = self.section(m.get("error_rate"), path + ("error_rate",), _ERROR_RATE_KEYS) or {}
         return AgentThresholds(
-            cpu=self.field(cpu, "threshold", path + ("cpu",), d.cpu, _as_percent),
-            memory=self.field(memory, "threshold", path + ("memory",), d.memory, _as_percent),
-            error_rate=self.field(errors, "threshold", path + ("error_rate",), d.error_rate, _as_percent),
+            cpu=self.field(cpu, "threshold", path + ("cpu",), d.cpu, as_percent),
+            memory=self.field(memory, "threshold", path + ("memory",), d.memory, as_percent),
+            error_rate=self.field(errors, "threshold", path + ("error_rate",), d.error_rate, as_percent),
             error_rate_window=self.duration(errors, "window", path + ("error_rate",), d.error_rate_window,
                                             low=MIN_SIGNAL_WINDOW, high=MAX_SIGNAL_WINDOW),
         )
@@ -279,14 +267,14 @@ class _AgentChecker(_Checker):
 
 def _parse(text: str, filename: str) -> Tuple[Optional[AgentConfig], List[Problem]]:
     try:
-        data = _load_plain(text)
-    except _SyntaxProblem as problem:
+        data = load_plain(text)
+    except SyntaxProblem as problem:
         return None, [Problem(filename, problem.line, "", problem.message)]
     checker = _AgentChecker()
     config = checker.agent(data, filename)
     if not checker.issues and config is not None:
         return config, []
-    return None, _locate(text, filename, checker.issues)
+    return None, locate(text, filename, checker.issues)
 
 
 def parse_agent_config(text: str, filename: str = "<string>") -> AgentConfig:

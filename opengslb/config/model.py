@@ -15,6 +15,17 @@ from typing import Any, Dict, FrozenSet, Mapping, Optional, Sequence, Set, Tuple
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# The closed sets of words some settings take: defined once here, checked by
+# the loader (:mod:`opengslb.config.schema`), used by whoever acts on them.
+LOG_LEVELS: Tuple[str, ...] = ("debug", "info", "warn", "error")
+LOG_FORMATS: Tuple[str, ...] = ("json", "text")
+TOKEN_SCOPES: Tuple[str, ...] = ("admin", "drain")  # api.tokens[].scope
+CHECK_TYPES: Tuple[str, ...] = ("http", "https", "tcp")  # regions[].health_check.type
+CLUSTER_MODES: Tuple[str, ...] = ("standalone", "cluster")  # cluster.mode
+FOLLOWER_QUERIES: Tuple[str, ...] = ("refuse", "drop", "forward")  # cluster.follower_queries
+HEALTH_CONSENSUS_MODES: Tuple[str, ...] = ("majority", "any", "all", "leader")  # cluster.health_consensus
+VETO_MODES: Tuple[str, ...] = ("strict", "balanced", "permissive")  # cluster.overwatch.veto_mode
+
 
 @dataclass(frozen=True)
 class ListenAddress:
@@ -69,8 +80,8 @@ class DNSConfig:
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    level: str = "info"  # debug|info|warn|error
-    format: str = "json"  # json|text
+    level: str = "info"  # one of LOG_LEVELS
+    format: str = "json"  # one of LOG_FORMATS
 
 
 @dataclass(frozen=True)
@@ -124,7 +135,7 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class HealthCheckConfig:
-    type: str = "http"  # http|https|tcp
+    type: str = "http"  # one of CHECK_TYPES
     interval: float = 30.0
     timeout: float = 5.0
     path: str = "/health"
@@ -181,25 +192,29 @@ class PredictiveHealthConfig:
 @dataclass(frozen=True)
 class OverwatchConfig:
     external_check_interval: float = 10.0
-    veto_mode: str = "balanced"  # strict|balanced|permissive
+    veto_mode: str = "balanced"  # one of VETO_MODES
     veto_threshold: int = 3
 
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    mode: str = "standalone"  # standalone|cluster
+    mode: str = "standalone"  # one of CLUSTER_MODES
     node_name: str = ""
     bind_address: ListenAddress = ListenAddress("0.0.0.0", 7946)
     advertise_address: str = ""
     bootstrap: bool = False
     join: Tuple[str, ...] = ()
-    follower_queries: str = "refuse"  # refuse|drop|forward
+    follower_queries: str = "refuse"  # one of FOLLOWER_QUERIES
     raft: RaftConfig = RaftConfig()
     gossip: GossipConfig = GossipConfig()
-    health_consensus: str = "majority"  # majority|any|all|leader
+    health_consensus: str = "majority"  # one of HEALTH_CONSENSUS_MODES
     predictive_health: PredictiveHealthConfig = PredictiveHealthConfig()
     overwatch: OverwatchConfig = OverwatchConfig()
     anycast_vip: str = ""
+    #: Leader self-demotion (docs/cluster.md): a reactor lagging more than this for 3 s running.
+    demotion_lag_bound: float = 1.0
+    #: A demoted node does not take leadership back for this long (unless it is the only candidate).
+    demotion_hold_down: float = 30.0
 
 
 @dataclass(frozen=True)

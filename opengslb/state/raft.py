@@ -97,6 +97,9 @@ ADMIN_TIMEOUT = 3.0
 JOIN_ADD_TIMEOUT = 10.0
 #: A node without a leader for this long asks members it cannot reach to dial it (see _Transport).
 REACH_OUT_AFTER = 1.5
+#: A node in a self-demotion hold-down stands for election only after this many maximum
+#: election timeouts without a leader (then it is the only candidate that can win).
+HOLD_DOWN_GRACE = 3
 JOURNAL_FILE = "raft.journal"
 SNAPSHOT_FILE = "raft.snapshot"
 
@@ -591,6 +594,9 @@ class _SyncObj(SyncObj):
         self.joining = False
         self._join_scanned = 0  # log entries up to here hold no entry adding this node
         self._change_pending_until = 0  # log index of the last membership change not yet applied
+        #: After a self-demotion: no elections before this time (adapter clock) unless no leader
+        #: was heard for HOLD_DOWN_GRACE election timeouts.  Set by RaftNode.hold_down (any thread).
+        self.hold_down_until = -math.inf
 
     def call_on_tick(self, work: Callable[[], None]) -> None:
         """Run ``work()`` on the tick thread after the next tick.  Any thread; never blocks.
@@ -629,7 +635,7 @@ class _SyncObj(SyncObj):
         self.request_handover(lambda sent: callback(
             None, FAIL_REASON.SUCCESS if sent else FAIL_REASON.REQUEST_DENIED))
 
-    def request_handover(self, on_result: Callable[[bool], None]) -> None:
+    def request_handover(self, on_result: Callable[[bool], None], prefer: FrozenSet[str] = frozenset()) -> None:
         """Tick thread: ask the most caught-up connected follower to take over (Raft's TimeoutNow).
 
         ``on_result(sent)`` tells whether the request went out; pysyncobj
@@ -647,11 +653,23 @@ class _SyncObj(SyncObj):
             # Stop answering before the successor can: the request may reach it at once.
             self._handover_until = self._clock() + self._timing.max_timeout
             self._publish_status()
-            self.transferLeadership(callback=done)
+            self.transferLeadership(node=self._handover_target(prefer), callback=done)
         sent = bool(outcome and outcome[0])
         if not sent:
             self._handover_until = -math.inf
         on_result(sent)
+
+    def _handover_target(self, prefer: FrozenSet[str]) -> Any:
+        """The most caught-up connected follower among ``prefer`` (None: let pysyncobj choose
+        among all, e.g. when none of the preferred is connected and fully caught up)."""
+        if not prefer:
+            return None
+        last = self._SyncObj__getCurrentLogIndex()  # type: ignore[attr-defined]
+        match = self._SyncObj__raftMatchIndex  # type: ignore[attr-defined]
+        connected = self._SyncObj__connectedNodes  # type: ignore[attr-defined]
+        candidates = sorted((n.id, n) for n in self._SyncObj__otherNodes  # type: ignore[attr-defined]
+                            if n.id in prefer and n in connected and match.get(n, 0) == last)
+        return candidates[0][1] if candidates else None
 
     @property
     def encryptor(self) -> Any:
@@ -683,6 +701,12 @@ class _SyncObj(SyncObj):
             return
         if not others or now < self._transfer_election_until:
             return  # a single node, or the target of a leadership transfer: elect at once
+        if now < self.hold_down_until and now - self._last_leader_contact < HOLD_DOWN_GRACE * self._timing.max_timeout:
+            # Demoted lately: leave the election to the others; only when nobody has led for
+            # HOLD_DOWN_GRACE election timeouts (this node is the only candidate) stand again.
+            self._SyncObj__raftElectionDeadline = raft_now + self._SyncObj__generateRaftTimeout()  # type: ignore[attr-defined]
+            self._SyncObj__raftLeader = None
+            return
         if now - self._prevote_granted_at < self._timing.max_timeout:
             return  # a majority said yes: let pysyncobj run the election now
         self._SyncObj__raftElectionDeadline = raft_now + self._SyncObj__generateRaftTimeout()  # type: ignore[attr-defined]
@@ -1336,11 +1360,20 @@ class RaftNode:
         sync.call_on_tick(once)
         return d
 
-    def transfer_leadership(self, timeout: float = HANDOVER_TIMEOUT) -> "defer.Deferred[str]":
+    def hold_down(self, seconds: float) -> None:
+        """Keep this node out of elections for ``seconds`` (after a self-demotion), unless no
+        leader is heard for :data:`HOLD_DOWN_GRACE` maximum election timeouts.  Any thread."""
+        if self._sync is not None:
+            self._sync.hold_down_until = self.clock() + seconds
+
+    def transfer_leadership(self, timeout: float = HANDOVER_TIMEOUT,
+                            prefer: FrozenSet[str] = frozenset()) -> "defer.Deferred[str]":
         """Hand leadership to an up-to-date follower; fires with its address once it leads.
 
         "Leads" means this node has heard from it as the leader of a later
-        term.  The request is repeated every :data:`HANDOVER_RETRY` seconds
+        term.  ``prefer``: addresses to choose the successor from when one of
+        them is connected and caught up (else any follower that is).
+        The request is repeated every :data:`HANDOVER_RETRY` seconds
         while pysyncobj refuses it (no follower connected and caught up yet)
         or the chosen one did not win; fails with :class:`ProposalFailed`
         after ``timeout``, and at once when this node does not lead.
@@ -1354,7 +1387,7 @@ class RaftNode:
 
         def request() -> None:
             last_request[0] = self.reactor.seconds()
-            self._run_on_tick(lambda sync: sync.request_handover(lambda sent: None))
+            self._run_on_tick(lambda sync: sync.request_handover(lambda sent: None, prefer))
 
         def poll() -> None:
             status = self.status

@@ -21,7 +21,7 @@ from openapi_schema_validator import validate as validate_schema
 from openapi_spec_validator import validate as validate_spec
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
@@ -44,7 +44,7 @@ from opengslb.config.model import (
     ServerConfig,
 )
 from opengslb.core import Gslb
-from opengslb.health.checks import CheckFailed
+from tests.unit.fakes import FakeChecker
 
 NOW = 1795686027.0  # 2026-11-26T09:40:27Z
 TOKEN = "s3cret-token"
@@ -78,19 +78,6 @@ def sample_config() -> Config:
                   regions=regions, domains=domains)
 
 
-class FakeChecker:
-    """Passes every check except for the addresses in ``down``."""
-
-    def __init__(self) -> None:
-        self.down: Dict[str, str] = {}
-
-    def check(self, server: ServerConfig, settings: HealthCheckConfig) -> Deferred:
-        if server.address in self.down:
-            return fail(CheckFailed(self.down[server.address]))
-        return succeed(None)
-
-    def close(self) -> Deferred:
-        return succeed(None)
 
 
 @dataclass

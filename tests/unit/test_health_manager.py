@@ -8,66 +8,14 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytest
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 from twisted.logger import Logger, LogLevel
 
 from opengslb.config.model import Config, HealthCheckConfig, RegionConfig, ServerConfig
-from opengslb.health.checks import CheckFailed
 from opengslb.health.manager import HealthManager
 from opengslb.health.tracker import ServerHealth, ServerKey
-
-
-class FakeCheck:
-    """One check the manager started."""
-
-    def __init__(self, server: ServerConfig, settings: HealthCheckConfig, started: float) -> None:
-        self.server = server
-        self.settings = settings
-        self.started = started
-        self.cancelled = False
-        self.deferred: Deferred[None] = Deferred(self._cancel)
-
-    def _cancel(self, d: Deferred[None]) -> None:
-        self.cancelled = True
-
-    def succeed(self) -> None:
-        self.deferred.callback(None)
-
-    def fail(self, reason: str = "HTTP 503") -> None:
-        self.deferred.errback(CheckFailed(reason))
-
-
-class FakeChecker:
-    """A checker whose results the test controls (pending until fired)."""
-
-    def __init__(self, clock: Clock, auto: Optional[bool] = None) -> None:
-        self.clock = clock
-        self.auto = auto  # True/False: fire at once with that result
-        self.checks: List[FakeCheck] = []
-        self.closed = False
-        self.raise_for: set[str] = set()
-
-    def check(self, server: ServerConfig, settings: HealthCheckConfig) -> Deferred[None]:
-        if server.address in self.raise_for:
-            raise RuntimeError("boom")
-        check = FakeCheck(server, settings, self.clock.seconds())
-        self.checks.append(check)
-        if self.auto is True:
-            check.succeed()
-        elif self.auto is False:
-            check.fail()
-        return check.deferred
-
-    def close(self) -> Deferred[None]:
-        self.closed = True
-        return succeed(None)
-
-    def pending(self) -> List[FakeCheck]:
-        return [c for c in self.checks if not c.deferred.called]
-
-    def started_at(self, address: str) -> List[float]:
-        return [c.started for c in self.checks if c.server.address == address]
+from tests.unit.fakes import FakeChecker
 
 
 def make_config(regions: Dict[str, Sequence[str]], **settings: Any) -> Config:

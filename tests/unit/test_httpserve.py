@@ -227,7 +227,8 @@ class FakePort:
 
 
 def test_past_the_connection_rate_the_listener_pauses_then_resumes():
-    """max_connection_rate 4/s: the 5th connection is served but accepting pauses ~1/4 s."""
+    """max_connection_rate 4/s: the 5th connection is served, owed, and accepting pauses
+    until the debt is repaid (2 tokens at 4/s: 1/2 s); a 6th in the same batch lengthens it."""
     site, _, reactor = make_site(ListenerLimits(max_connection_rate=4.0))
     site.port = FakePort()
     for i in range(4):
@@ -235,7 +236,35 @@ def test_past_the_connection_rate_the_listener_pauses_then_resumes():
     assert site.port.reading
     assert connect(site, "127.0.0.9") is not None, "an accepted socket is served, not reset"
     assert not site.port.reading
-    reactor.advance(0.24)
+    assert connect(site, "127.0.0.10") is not None, "the rest of the batch is served too"
+    reactor.advance(0.49)
     assert not site.port.reading
     reactor.advance(0.02)
+    assert site.port.reading, "resumed by the first pause's timer"
+    assert connect(site, "127.0.0.11") is not None
+    assert not site.port.reading, "the 6th was owed too: paused again at once"
+    reactor.advance(0.47)  # 0.04 token left at the resume, -0.96 now: (1 + 0.96) / 4 = 0.49 s
+    assert not site.port.reading
+    reactor.advance(0.03)
     assert site.port.reading
+
+
+def test_fair_port_batches_follow_the_rate_budget():
+    """A rate-limited factory narrows the accept batch to its budget (1..16); others get 16."""
+    from opengslb.limits import ACCEPTS_PER_TURN, FairPort
+
+    class Budgeted:
+        budget = 3.7
+
+        def accept_budget(self) -> float:
+            return self.budget
+
+    factory = Budgeted()
+    port = FairPort(0, factory)  # never started: only its batch size is read
+    assert port.numberAccepts == 3
+    factory.budget = 0.0
+    assert port.numberAccepts == 1
+    factory.budget = 500.0
+    assert port.numberAccepts == ACCEPTS_PER_TURN
+    port.numberAccepts = 1000  # Twisted's own growth is ignored
+    assert FairPort(0, object()).numberAccepts == ACCEPTS_PER_TURN

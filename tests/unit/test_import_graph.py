@@ -103,29 +103,33 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+def _module_edges(name: str, path: Path, known: Dict[str, Path]) -> List[Edge]:
+    """The imports of one module, with where each sits."""
+    is_package = path.name == "__init__.py"
+    found: List[Edge] = []
+
+    def visit(node: ast.AST, in_function: bool, type_checking: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                for target in _targets(child, name, is_package, known):
+                    found.append(Edge(name, target, child.lineno, in_function, type_checking))
+            elif isinstance(child, ast.If) and _is_type_checking(child.test):
+                for statement in child.body:
+                    visit(ast.Module(body=[statement], type_ignores=[]), in_function, True)
+                for statement in child.orelse:
+                    visit(ast.Module(body=[statement], type_ignores=[]), in_function, type_checking)
+            else:
+                visit(child, in_function or isinstance(
+                    child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)), type_checking)
+
+    visit(ast.parse(path.read_text(encoding="utf-8"), str(path)), False, False)
+    return found
+
+
 def edges() -> List[Edge]:
     """Every import between ``opengslb`` modules, with where it sits."""
     known = modules()
-    found: List[Edge] = []
-    for name, path in known.items():
-        is_package = path.name == "__init__.py"
-
-        def visit(node: ast.AST, in_function: bool, type_checking: bool) -> None:
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, (ast.Import, ast.ImportFrom)):
-                    for target in _targets(child, name, is_package, known):
-                        found.append(Edge(name, target, child.lineno, in_function, type_checking))
-                elif isinstance(child, ast.If) and _is_type_checking(child.test):
-                    for statement in child.body:
-                        visit(ast.Module(body=[statement], type_ignores=[]), in_function, True)
-                    for statement in child.orelse:
-                        visit(ast.Module(body=[statement], type_ignores=[]), in_function, type_checking)
-                else:
-                    visit(child, in_function or isinstance(
-                        child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)), type_checking)
-
-        visit(ast.parse(path.read_text(encoding="utf-8"), str(path)), False, False)
-    return found
+    return [edge for name, path in known.items() for edge in _module_edges(name, path, known)]
 
 
 def cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:

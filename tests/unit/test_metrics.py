@@ -24,12 +24,12 @@ from twisted.web.server import Site
 from opengslb.config.model import HealthCheckConfig, ListenAddress
 from opengslb.core import Gslb
 from opengslb.dns.server import DNSDatagramProtocol, DNSResponder, DNSStreamProtocol
-from opengslb.health.checks import CheckFailed
 from opengslb.httpserve import BoundedSite, ListenerLimits
 from opengslb.httpserve import listen_http as listen_metrics
 from opengslb.metrics import Metrics
 from opengslb.stats import CHECK_DURATION_BOUNDS, QueryStats
 from tests.unit.dnsfixtures import sample_config
+from tests.unit.fakes import FakeChecker
 
 START = 1_700_000_000.0
 CHECK_TIME = 0.03  # every fake check takes this long on the clock
@@ -53,21 +53,6 @@ SPEC_FAMILIES = {
 }
 
 
-class FakeChecker:
-    """Checks that take CHECK_TIME on the clock and fail for addresses in ``down``."""
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.down = set()
-
-    def check(self, server, settings):
-        def verdict():
-            if server.address in self.down:
-                raise CheckFailed("connection refused")
-        return task.deferLater(self.clock, CHECK_TIME, verdict)
-
-    def close(self):
-        return defer.succeed(None)
 
 
 def fast_config(**dns_changes):
@@ -81,7 +66,7 @@ def build(config=None):
     """(metrics, gslb, checker, clock, reloader, responder) over a fresh core."""
     clock = task.Clock()
     clock.advance(START)
-    checker = FakeChecker(clock)
+    checker = FakeChecker(clock, duration=CHECK_TIME)
     gslb = Gslb(clock, config or fast_config(), checker)
     reloader = SimpleNamespace(successes=0, failures=0, last_success=None)
     metrics = Metrics(gslb, reloader, "1.2.3", clock)
@@ -186,7 +171,7 @@ def test_stale_answers_are_counted_per_domain():
     """With return_last_healthy, answers given while every server is down count as stale."""
     env = build(fast_config(return_last_healthy=True))
     env.gslb.start()
-    env.checker.down = {"198.51.100.10"}
+    env.checker.down = {"198.51.100.10": "connection refused"}
     run_checks(env)
     for _ in range(4):
         assert ask(env.responder, "deep.a.b.gslb.example.com").answer
@@ -241,7 +226,7 @@ def test_query_duration_buckets_are_cumulative_and_inclusive():
 def test_health_check_results_and_durations():
     """Finished checks count per {region, server, result}; their durations fill the histogram."""
     env = build()
-    env.checker.down = {"192.0.2.11"}
+    env.checker.down = {"192.0.2.11": "connection refused"}
     env.gslb.start()
     run_checks(env)
     families = scrape(env.metrics)
@@ -269,7 +254,7 @@ def test_healthy_servers_per_region_drop_to_zero_but_stay():
     assert before == {labels(region="east"): 3.0, labels(region="west"): 1.0,
                       labels(region="v6only"): 1.0}  # not checked yet: served as healthy
     env.gslb.start()
-    env.checker.down = {"192.0.2.10", "198.51.100.10"}
+    env.checker.down = {"192.0.2.10": "connection refused", "198.51.100.10": "connection refused"}
     run_checks(env)
     after = samples(scrape(env.metrics), "opengslb_healthy_servers")
     assert after == {labels(region="east"): 2.0, labels(region="west"): 0.0,

@@ -573,3 +573,44 @@ def test_the_transfer_admin_command_also_stops_answering_first() -> None:
     settle(sync, reactor)
     assert replies == [FAIL_REASON.SUCCESS] and sync.transfers == [OTHERS[0]]
     assert node.status.handing_over and not node.serving()
+
+
+# -- self-demotion: hold-down and the choice of successor ------------------------------------
+
+
+def test_a_demoted_node_stays_out_of_elections_unless_nobody_else_leads() -> None:
+    """In its hold-down a node starts no pre-vote while a leader was heard within
+    HOLD_DOWN_GRACE election timeouts; after that (it is the only candidate) it stands again,
+    and after the hold-down it behaves as always."""
+    clock = HandClock()
+    node, _, reactor, _ = make_node(clock)
+    sync = LogSync(clock, node._published_on_tick, state=0)
+    node._sync = sync  # type: ignore[assignment]
+    sync._last_leader_contact = clock.now
+    node.hold_down(30.0)
+    clock.now += TIMING.max_timeout  # the leader went silent: the election timer fired
+    sync._SyncObj__raftElectionDeadline = -math.inf
+    sync._prevote_gate()
+    assert sync._SyncObj__transport.sent == []
+    clock.now += raft.HOLD_DOWN_GRACE * TIMING.max_timeout  # nobody else has led since
+    sync._SyncObj__raftElectionDeadline = -math.inf
+    sync._prevote_gate()
+    assert {n for n, m in sync._SyncObj__transport.sent if m["type"] == "opengslb_prevote"} == set(OTHERS)
+    # after the hold-down: one silent election timeout is enough, as always
+    sync._SyncObj__transport.sent.clear()
+    clock.now += 30.0
+    sync._last_leader_contact = clock.now - TIMING.max_timeout
+    sync._prevote_granted_at = -math.inf
+    sync._SyncObj__raftElectionDeadline = -math.inf
+    sync._prevote_gate()
+    assert any(m["type"] == "opengslb_prevote" for _, m in sync._SyncObj__transport.sent)
+
+
+def test_handover_prefers_the_given_caught_up_followers() -> None:
+    _, sync, _, _ = make_node()
+    assert sync._handover_target(frozenset()) is None  # pysyncobj chooses
+    assert sync._handover_target(frozenset({OTHERS[1]})).id == OTHERS[1]
+    sync._SyncObj__raftMatchIndex[sync.node(OTHERS[1])] = 9  # behind: not a candidate
+    assert sync._handover_target(frozenset({OTHERS[1]})) is None
+    sync._SyncObj__connectedNodes.discard(sync.node(OTHERS[0]))
+    assert sync._handover_target(frozenset(OTHERS)) is None

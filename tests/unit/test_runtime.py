@@ -23,10 +23,10 @@ from opengslb.config.model import (
     ServerConfig,
 )
 from opengslb.core import Gslb
-from opengslb.health.checks import CheckFailed
 from opengslb.health.tracker import ServerKey
 from opengslb.runtime import NotFound, Runtime, WriteFailed
 from opengslb.state.machine import StateMachine
+from tests.unit.fakes import FakeChecker
 
 NOW = 1_800_000_000.0
 CHECKS = HealthCheckConfig(interval=10.0, timeout=2.0, failure_threshold=1, success_threshold=1)
@@ -59,24 +59,6 @@ class MemoryStore:
         return [c for c in self.proposed if c["op"] == op]
 
 
-class FakeChecker:
-    def __init__(self) -> None:
-        self.down: Dict[str, str] = {}
-        self.held: Dict[str, Deferred] = {}
-        self.hold: set = set()
-        self.checked: List[str] = []
-
-    def check(self, server: ServerConfig, settings: HealthCheckConfig) -> Deferred:
-        self.checked.append(server.endpoint)
-        if server.address in self.hold:
-            self.held[server.address] = Deferred()
-            return self.held[server.address]
-        if server.address in self.down:
-            return fail(CheckFailed(self.down[server.address]))
-        return succeed(None)
-
-    def close(self) -> Deferred:
-        return succeed(None)
 
 
 def sample_config(extra_east: tuple = ()) -> Config:

@@ -1,0 +1,67 @@
+"""Leader self-demotion with a real 3-node cluster (issue 13 item 3, reason (c)): a leader whose
+own checks see the backends down while the other members see them up hands leadership over."""
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from tests.e2e.cluster import Cluster
+from tests.e2e.harness import HTTPBackend
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def backends():
+    made = [HTTPBackend("127.0.30.1"), HTTPBackend("127.0.30.2")]
+    yield made
+    for backend in made:
+        backend.stop()
+
+
+def _metric(cluster: Cluster, host: str, line_start: str) -> float:
+    with urllib.request.urlopen(f"http://{host}:{cluster.metrics_port}/metrics", timeout=3) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(line_start):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_leader_with_a_broken_vantage_point_hands_over_and_holds_down(tmp_path, backends):
+    """Both backends refuse only the leader's checks: within 8 s another node serves, the old
+    leader reports the demotion (status, metric, log), never answers with data together with the
+    new leader, and does not take leadership back during its hold-down."""
+    cluster = Cluster(tmp_path / "c", 3, backends[0].host, backends[0].port, subnet="127.0.31",
+                      extra_backends=[(backends[1].host, backends[1].port)],
+                      cluster_extra="  demotion_hold_down: 20s")
+    cluster.base.mkdir()
+    try:
+        cluster.bootstrap()
+        old = cluster.wait_leader(timeout=15)
+        time.sleep(3.5)  # every node's verdicts gossiped and fresh
+        assert cluster.status(old)["demoted"] is None
+        for backend in backends:
+            backend.refuse_from = {old}  # checks leave from the node's own address
+        blocked = time.monotonic()
+        samples = cluster.watch(12, until=lambda s: s[1] and old not in s[1])
+        new = next(iter(samples[-1][1]), None)
+        took = samples[-1][0] - blocked
+        assert new is not None and new != old, [(round(t - blocked, 2), sorted(a)) for t, a in samples[-5:]]
+        assert took < 8.0, took
+        assert all(len(answered) <= 1 for _, answered in samples), "two nodes answered with data"
+        status = cluster.status(old)
+        demoted = status["demoted"]
+        assert demoted is not None and demoted["reason"] == "health_vantage", status
+        assert demoted["hold_down_until"] == pytest.approx(demoted["at"] + 20.0)
+        assert _metric(cluster, old, 'opengslb_cluster_demotions_total{reason="health_vantage"}') == 1.0
+        records = [json.loads(line) for line in cluster.nodes[old].log().splitlines() if line.startswith("{")]
+        assert [r for r in records if r.get("event") == "leader_demoted"], "no leader_demoted log line"
+        # The new leader's own view is fine: it keeps leading; the old one stays out for the hold-down.
+        later = cluster.watch(6)
+        assert all(answered == frozenset({new}) for _, answered in later[-100:]), \
+            {tuple(sorted(a)) for _, a in later}
+        assert not cluster.status(old)["is_leader"]
+    finally:
+        cluster.stop_all()
