@@ -28,7 +28,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit(run_ctl(args[1:]))
     if args[:1] == ["demo"]:
         args = ["--demo"] + args[1:]
-        print("opengslb demo: DNS on 127.0.0.1:1053, backends on 127.0.0.11-13:8081\n"
+        print("opengslb demo: DNS on 127.0.0.1:1053, backends on 127.0.0.11-13:8081, "
+              "status page on http://127.0.0.1:8080/\n"
               "  try: dig @127.0.0.1 -p 1053 app.demo.test +short", flush=True)
     _find_plugin()
     from twisted.scripts.twistd import run

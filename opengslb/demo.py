@@ -19,6 +19,7 @@ dns:
   listen_address: "127.0.0.1:1053"
   default_ttl: 30
 logging: {level: info, format: text}
+api: {enabled: true, address: "127.0.0.1:8080"}   # the status page at http://127.0.0.1:8080/ (read-only)
 regions:
   - name: demo
     servers:

@@ -3,6 +3,7 @@
 import os
 import socket
 import subprocess
+import urllib.request
 import sys
 
 import dns.rcode
@@ -140,6 +141,8 @@ def test_demo_answers_queries(tmp_path):
         node.dns_host, node.dns_port = "127.0.0.1", 1053
         answers = wait_until(lambda: _demo_answers(node), 15, message="demo answers")
         assert answers <= {"127.0.0.11", "127.0.0.12", "127.0.0.13"}
+        with urllib.request.urlopen("http://127.0.0.1:8080/", timeout=5) as page:
+            assert page.status == 200 and b"OpenGSLB status" in page.read()
     finally:
         process.terminate()
         process.wait(timeout=10)
