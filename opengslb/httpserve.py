@@ -5,11 +5,14 @@ Every HTTP listener of the process is bounded the same way (DESIGN.md 14):
 * **connections** — at most ``max_connections`` open, and at most
   ``max_connections_per_source`` from one peer address; a connection over
   either cap is closed as it is accepted, before anything is read
-  (:class:`opengslb.limits.ConnectionLimiter`).  New connections are
-  accepted at most ``max_connection_rate`` a second (the same number as a
-  burst) and at most :data:`~opengslb.limits.ACCEPTS_PER_TURN` per reactor turn; past that
-  the listener stops accepting for a moment and they wait in the kernel's
-  backlog, so a flood costs DNS answering a bounded share of the reactor;
+  (:class:`opengslb.limits.ConnectionLimiter`).  Connections that send
+  something are let in at most ``max_connection_rate`` a second (the same
+  number as a burst; one closed at a cap, or one that closes without a
+  word, costs nothing), and at most
+  :data:`~opengslb.limits.ACCEPTS_PER_TURN` are accepted per reactor turn
+  (fewer when the rate's budget is low); past the rate the listener stops
+  accepting for a moment and new connections wait in the kernel's backlog,
+  so a flood costs DNS answering a bounded share of the reactor;
 * **time** — a request's line, headers and body must all arrive within
   ``request_timeout`` of its first byte (of the connection, for the first
   request; of the previous response, on a kept-alive connection).  It is a
@@ -103,6 +106,7 @@ class BoundedChannel(HTTPChannel):
         self._deadline: Optional[IDelayedCall] = None
         self._lingering: Optional[IDelayedCall] = None
         self._in_request = False
+        self._counted = False
         self._refused = False
         self._body_seen = 0
         self._source = ""
@@ -132,6 +136,11 @@ class BoundedChannel(HTTPChannel):
 
     def dataReceived(self, data: bytes) -> None:
         if data:
+            if not self._counted:
+                # The connection's first bytes spend its token of the listener's rate; a
+                # connection that closes unheard (a flood's leftovers) costs none.
+                self._counted = True
+                self.site.connection_spoke()
             self._in_request = True
         super().dataReceived(data)
 
@@ -241,16 +250,22 @@ class BoundedSite(Site):
 
     def buildProtocol(self, addr: Any) -> Optional[BoundedChannel]:  # type: ignore[override]
         source = str(getattr(addr, "host", ""))
-        if not self.rate.take():
-            # Serve this one (it is accepted already: closing it would reset a
-            # client that did nothing wrong) but accept no more for a moment.
-            self._pause_accepting()
         if not self.limiter.acquire(source):
-            return None  # the port closes the socket unread
+            return None  # the port closes the socket unread (cheap: costs no rate token)
         channel: BoundedChannel = super().buildProtocol(addr)
         channel._source = source
         channel.timeOut = None  # the request deadline replaces the idle timer
         return channel
+
+    def connection_spoke(self) -> None:
+        """A connection sent its first bytes: spend a token; past the rate, pause accepting.
+
+        The connection itself is served (closing it would reset a client that did
+        nothing wrong); its token is owed, and the listener accepts nothing new
+        until the debt is repaid.
+        """
+        if not self.rate.take():
+            self._pause_accepting()
 
     def accept_budget(self) -> float:
         """How many connections the rate allows now (read by :class:`opengslb.limits.FairPort`)."""

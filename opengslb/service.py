@@ -148,7 +148,8 @@ class GslbService(service.Service):
         dns = config.dns.listen_address
         self.leader_watch = LeaderWatch(
             reactor, self.demotion_policy, is_leader=lambda: raft.status.is_leader,
-            dns_address=("127.0.0.1" if dns.is_wildcard else dns.host, dns.port),
+            dns_address=(dns.host if not dns.is_wildcard else "::1" if ":" in dns.host else "127.0.0.1",
+                         dns.port),
             own_verdicts=self.gslb.local_verdicts,
             peer_verdicts=lambda: {node: verdicts for node, verdicts in self.consensus.fresh_views().items()
                                    if node in raft.status.members and node != raft.address},
@@ -315,7 +316,10 @@ class GslbService(service.Service):
                 log.warn("{path} holds a standalone runtime state that a joining node does not import "
                          "(only --bootstrap imports it)", path=state, event="migration_skipped")
                 return
-            os.replace(state, pending)
+            try:
+                os.replace(state, pending)
+            except OSError as error:
+                raise StateDirError(f"cannot set the standalone state {state} aside for import: {error}") from None
         if os.path.exists(pending):
             try:
                 with open(pending, "rb") as handle:

@@ -282,6 +282,9 @@ class LeaderWatch:
                      hold_down_until=demotion.hold_down_until, event="leader_demoted")
 
         def failed(failure: Any) -> None:
+            if not self.is_leader():  # another node leads after all (elected, not confirmed in time)
+                done("another node")
+                return
             log.warn("leader self-demotion ({reason}) found no successor: {error}; tried again once the condition holds again",
                      reason=reason, error=failure.getErrorMessage(), event="leader_demotion_failed")
 

@@ -3,8 +3,8 @@
 import os
 import socket
 import subprocess
-import urllib.request
 import sys
+import urllib.request
 
 import dns.rcode
 import pytest

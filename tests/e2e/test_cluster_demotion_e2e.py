@@ -2,13 +2,16 @@
 own checks see the backends down while the other members see them up hands leadership over."""
 
 import json
+import os
+import shutil
+import subprocess
 import time
 import urllib.request
 
 import pytest
 
 from tests.e2e.cluster import Cluster
-from tests.e2e.harness import HTTPBackend
+from tests.e2e.harness import HTTPBackend, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -51,9 +54,9 @@ def test_leader_with_a_broken_vantage_point_hands_over_and_holds_down(tmp_path, 
         assert new is not None and new != old, [(round(t - blocked, 2), sorted(a)) for t, a in samples[-5:]]
         assert took < 8.0, took
         assert all(len(answered) <= 1 for _, answered in samples), "two nodes answered with data"
-        status = cluster.status(old)
-        demoted = status["demoted"]
-        assert demoted is not None and demoted["reason"] == "health_vantage", status
+        # The old leader records the demotion once it has heard from its successor.
+        demoted = wait_until(lambda: (cluster.status(old) or {}).get("demoted"), 3, message="demoted in status")
+        assert demoted["reason"] == "health_vantage", demoted
         assert demoted["hold_down_until"] == pytest.approx(demoted["at"] + 20.0)
         assert _metric(cluster, old, 'opengslb_cluster_demotions_total{reason="health_vantage"}') == 1.0
         records = [json.loads(line) for line in cluster.nodes[old].log().splitlines() if line.startswith("{")]
@@ -64,4 +67,38 @@ def test_leader_with_a_broken_vantage_point_hands_over_and_holds_down(tmp_path, 
             {tuple(sorted(a)) for _, a in later}
         assert not cluster.status(old)["is_leader"]
     finally:
+        cluster.stop_all()
+
+
+NFT_TABLE = "opengslb_demotion_test"
+
+
+def _nft(*args: str) -> None:
+    subprocess.run(["nft", *args], check=True, capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("nft") is None or os.geteuid() != 0, reason="needs root and nft")
+def test_leader_whose_dns_listener_is_cut_off_hands_over(tmp_path, backends):
+    """The leader's DNS port drops every datagram (nftables): after 3 failed self-probes (about
+    3-4 s) it hands over; the successor answers; the reason is dns_self_probe."""
+    cluster = Cluster(tmp_path / "c", 3, backends[0].host, backends[0].port, subnet="127.0.32",
+                      extra_backends=[(backends[1].host, backends[1].port)])
+    cluster.base.mkdir()
+    try:
+        cluster.bootstrap()
+        old = cluster.wait_leader(timeout=15)
+        _nft("add", "table", "inet", NFT_TABLE)
+        _nft("add", "chain", "inet", NFT_TABLE, "input", "{ type filter hook input priority 0 ; }")
+        _nft("add", "rule", "inet", NFT_TABLE, "input", "ip", "daddr", old, "udp", "dport",
+             str(cluster.dns_port), "drop")
+        cut = time.monotonic()
+        samples = cluster.watch(10, until=lambda s: bool(s[1]) and old not in s[1])
+        new = next(iter(samples[-1][1]), None)
+        assert new is not None and new != old
+        took = samples[-1][0] - cut
+        assert 2.5 < took < 6.0, took  # three 1 s rounds of probes, then a transfer
+        demoted = wait_until(lambda: (cluster.status(old) or {}).get("demoted"), 3, message="demoted in status")
+        assert demoted["reason"] == "dns_self_probe", demoted
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", NFT_TABLE], capture_output=True)
         cluster.stop_all()

@@ -51,7 +51,9 @@ def test_bootstrap_join_one_leader_and_failover(make_cluster):
     assert status["leader_address"] == cluster.address(leader)
     assert status["raft"]["state"] == "Follower" and status["raft"]["term"] >= 1
     assert sorted(m["address"] for m in status["members"]) == sorted(cluster.address(h) for h in cluster.hosts)
-    assert all(m["status"] == "alive" for m in status["members"])
+    # A member just joined is "alive" once the follower hears from it (not at once on a loaded machine).
+    wait_until(lambda: all(m["status"] == "alive" for m in cluster.status(others[0])["members"]), 5,
+               message="every member alive")
     wait_until(lambda: {m["name"] for m in cluster.status(leader)["members"]}
                == {f"node-{h}" for h in cluster.hosts}, 5, message="member names replicated")
     assert cluster.api(leader, "/api/v1/cluster/leader")[0] == 200
@@ -162,7 +164,8 @@ def test_wrong_key_is_rejected_and_counted(make_cluster):
     leader = cluster.wait_leader([cluster.hosts[0]])
     intruder = cluster.hosts[1]
     cluster.start(intruder, join=[cluster.address(leader)], key=cluster_key())
-    time.sleep(3)
+    wait_until(lambda: scrape(cluster, leader).get(("opengslb_cluster_rejected_packets_total", ()), 0) >= 1,
+               10, message="the intruder's packets rejected")
     assert cluster.status(intruder) is None or cluster.status(intruder)["leader_address"] is None
     assert [m["address"] for m in cluster.status(leader)["members"]] == [cluster.address(leader)]
     metrics = scrape(cluster, leader)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.e2e.cluster import Cluster
-from tests.e2e.harness import HTTPBackend, wait_until
+from tests.e2e.harness import LOAD_SLACK, HTTPBackend, wait_until
 from tests.e2e.test_cluster_e2e import scrape
 
 pytestmark = pytest.mark.e2e
@@ -45,12 +45,19 @@ def test_backend_unreachable_from_one_node(tmp_path, two_backends, consensus, st
         # One follower's checks (from its own 127.0.x.y) fail; the other two nodes still pass.
         follower = [h for h in cluster.hosts if h != leader][0]
         flaky.refuse_from = {follower}
-        time.sleep(4)  # failure_threshold × interval + gossip + a margin
+
+        def follower_verdict() -> object:
+            status = cluster.api(leader, "/api/v1/health/servers")[1]
+            entry = next(s for s in status["servers"] if s["address"] == flaky.host)
+            return entry["node_verdicts"].get(cluster.address(follower))
+
+        # failure_threshold × interval + gossip: the leader hears the follower's verdict.
+        wait_until(lambda: follower_verdict() is False, 4 + LOAD_SLACK, message="the follower's verdict")
+        if not stays:
+            wait_until(lambda: flaky.host not in answered(cluster, leader, 12), 2 + LOAD_SLACK,
+                       message="out of answers")
         result = answered(cluster, leader, 12)
         assert (flaky.host in result) is stays, result
-        status = cluster.api(leader, "/api/v1/health/servers")[1]
-        entry = next(s for s in status["servers"] if s["address"] == flaky.host)
-        assert entry["node_verdicts"][cluster.address(follower)] is False
     finally:
         cluster.stop_all()
 
@@ -63,8 +70,9 @@ def test_stopped_backend_leaves_answers_whichever_node_checks(tmp_path, two_back
         wait_until(lambda: answered(cluster, leader) == {b.host for b in two_backends}, 10)
         two_backends[0].stop()
         stopped = time.monotonic()
-        wait_until(lambda: answered(cluster, leader, 6) == {two_backends[1].host}, 6, interval=0.05)
-        assert time.monotonic() - stopped <= 1 * 2 + 1 + 0.5
+        wait_until(lambda: answered(cluster, leader, 6) == {two_backends[1].host}, 6 + LOAD_SLACK,
+                   interval=0.05)
+        assert time.monotonic() - stopped <= 1 * 2 + 1 + 0.5 + LOAD_SLACK
     finally:
         cluster.stop_all()
 
@@ -83,6 +91,7 @@ def test_bad_gossip_packets_are_dropped_and_counted(tmp_path, two_backends):
             ("opengslb_gossip_packets_dropped_total", (("reason", "auth"),)), 0) >= 1, 5)
         metrics = scrape(cluster, leader)
         assert metrics[("opengslb_gossip_packets_dropped_total", (("reason", "malformed"),))] >= 1
-        assert cluster.answers(leader) == "data"
+        # The cluster still answers with data (from whichever node leads now: leadership may move).
+        assert cluster.answers(cluster.wait_leader()) == "data"
     finally:
         cluster.stop_all()

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 from opengslb.api.openapi import openapi_document
-from tests.e2e.harness import HTTPBackend, free_port, hold_connections, wait_until
+from tests.e2e.harness import LOAD_SLACK, HTTPBackend, free_port, hold_connections, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -164,6 +164,14 @@ def _raise_own_fd_limit(wanted: int) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def _http_ok(port: int, path: str) -> bool:
+    """Whether ``GET path`` on the listener at ``port`` answers 200 now (a refusal or a timeout is no)."""
+    try:
+        return request(port, "GET", path)[0] == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
 def _tcp_answer(node) -> bool:
     try:
         return bool(node.query("app.example.test", tcp=True, timeout=1).answer)
@@ -189,7 +197,7 @@ def test_dns_and_health_checks_keep_working_through_connection_floods_at_ulimit_
     try:
         for port in (api_port, metrics_port, node.dns_port):
             held += hold_connections(port, per_listener, sources=250)
-        time.sleep(1.0)
+        time.sleep(1.0)  # the flood stays on every listener a while: DNS must answer through it
         answered = 0
         for _ in range(40):
             answered += node.address("app.example.test") == primary.host
@@ -205,9 +213,9 @@ def test_dns_and_health_checks_keep_working_through_connection_floods_at_ulimit_
             sock.close()
     assert status in (0, 200)
     # Once the flood lets go, every listener serves again.
-    wait_until(lambda: _tcp_answer(node), 10, message="DNS over TCP after the flood")
-    wait_until(lambda: request(api_port, "GET", "/api/v1/live")[0] == 200, 10)
-    wait_until(lambda: request(metrics_port, "GET", "/metrics")[0] == 200, 10)
+    wait_until(lambda: _tcp_answer(node), 20, message="DNS over TCP after the flood")
+    wait_until(lambda: _http_ok(api_port, "/api/v1/live"), 20, message="API after the flood")
+    wait_until(lambda: _http_ok(metrics_port, "/metrics"), 20, message="metrics after the flood")
     log = node.log()
     assert "Too many open files" not in log and "Traceback" not in log
     assert "is at its cap" in log
@@ -251,7 +259,7 @@ def test_a_slowloris_client_is_cut_off_at_the_request_deadline(gslb_factory, bac
     for sock in clients:
         sock.close()
     assert not open_clients, f"{len(open_clients)} of 300 slow connections still open after {elapsed:.1f}s"
-    assert elapsed < 2.5, elapsed
+    assert elapsed < 2.5 + LOAD_SLACK, elapsed
     # A 408 each; a client that wrote after the server closed may see a reset instead.
     assert all(r.startswith(b"HTTP/1.1 408") or r == b"" for r in replies)
     assert any(r.startswith(b"HTTP/1.1 408") for r in replies)

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from tests.e2e.cluster import Cluster
-from tests.e2e.harness import HTTPBackend, wait_until
+from tests.e2e.harness import LOAD_SLACK, HTTPBackend, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +80,7 @@ def test_hostile_frames_are_cheap_and_the_cluster_keeps_working(cluster):
         sent = send_until_refused(sock, struct.pack("i", FRAME) + os.urandom(FRAME), timeout=10)
         assert sent < 8 * 1024 * 1024, f"the node read {sent} bytes of an oversized frame"
         assert closed_by_peer(sock, 2.0)
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 3.0 + LOAD_SLACK
     grown = rss(cluster, leader) - before
     assert grown < 5 * 1024 * 1024, f"RSS grew by {grown / 1e6:.1f} MB"
 
@@ -92,9 +92,9 @@ def test_hostile_frames_are_cheap_and_the_cluster_keeps_working(cluster):
     # 3. 40 idle connections: beyond 32 waiting ones are closed at once, the rest after ~5 s.
     idle: List[socket.socket] = [socket.create_connection(address) for _ in range(40)]
     try:
-        time.sleep(0.5)
-        early = sum(closed_by_peer(s, 0.05) for s in idle)
-        assert early >= 8, f"only {early} of 40 idle connections were closed at once"
+        early = wait_until(lambda: sum(closed_by_peer(s, 0.05) for s in idle) >= 8, 0.5 + LOAD_SLACK,
+                           message="the idle connections beyond 32 closed at once")
+        assert early, "fewer than 8 of 40 idle connections were closed at once"
         wait_until(lambda: all(closed_by_peer(s, 0.05) for s in idle), 10,
                    message="idle unauthenticated connections closed")
     finally:

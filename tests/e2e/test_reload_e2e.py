@@ -3,7 +3,6 @@
 import json
 import signal
 import threading
-import time
 
 import dns.rcode
 import pytest
@@ -119,7 +118,8 @@ def test_json_log_lines_and_text_format(gslb_factory, backends):
 
     other = backends(HTTPBackend("127.0.1.41"))
     text_node = gslb_factory(render([other], "round-robin", fmt="text"))
-    time.sleep(0.5)
+    wait_until(lambda: any("[info]" in line for line in text_node.log().splitlines()), 5,
+               message="text log lines written")
     lines = text_node.log().splitlines()
     assert lines and not any(line.startswith("{") for line in lines)
     assert any("[info]" in line for line in lines)

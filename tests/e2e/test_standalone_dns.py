@@ -14,7 +14,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.e2e.harness import HTTPBackend, TCPBackend, wait_until
+from tests.e2e.harness import LOAD_SLACK, HTTPBackend, TCPBackend, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -93,9 +93,9 @@ def test_stopped_backend_leaves_answers_in_time(gslb_factory, backends):
     wait_until(lambda: {node.address("s.example.test") for _ in range(4)} == {a.host, b.host}, 5)
     a.stop()
     stopped = time.monotonic()
-    wait_until(lambda: {node.address("s.example.test") for _ in range(6)} == {b.host}, 6,
+    wait_until(lambda: {node.address("s.example.test") for _ in range(6)} == {b.host}, 6 + LOAD_SLACK,
                interval=0.05, message="stopped backend removed")
-    assert time.monotonic() - stopped <= 1 * 2 + 1 + 0.5
+    assert time.monotonic() - stopped <= 1 * 2 + 1 + 0.5 + LOAD_SLACK
 
 
 def test_tcp_checks(gslb_factory, backends):
@@ -123,10 +123,14 @@ def test_all_down_servfail_then_last_healthy(gslb_factory, backends):
     stale = gslb_factory(config(http_region("r1", [(b, None)]), domains,
                                 extra="  return_last_healthy: true"))
     b.status = 500
-    time.sleep(3)  # well past interval × failure_threshold
+
+    def served_stale() -> bool:
+        stale.query("d.example.test")  # a stale answer is logged as it is given
+        return "stale" in stale.log()
+
+    wait_until(served_stale, 5 + LOAD_SLACK, message="the last healthy address served stale")
     reply = stale.query("d.example.test")
     assert reply.rcode() == dns.rcode.NOERROR and reply.answer[0][0].address == b.host
-    assert "stale" in stale.log()
 
 
 def test_protocol_rules_over_the_wire(gslb_factory, backends):
@@ -249,5 +253,5 @@ def test_worst_case_packets_leave_the_server_answering(gslb_factory, backends):
     tcp.close()
     started = time.monotonic()
     assert node.address("w.example.test") == a.host
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 0.1 + LOAD_SLACK
     assert "bytes of receive buffer" in node.log()

@@ -436,7 +436,7 @@ def test_cluster_routes_in_standalone_mode():
     assert status.status == 200
     assert status.body == {"mode": "standalone", "node_name": "node-a", "is_leader": True,
                            "leader_address": None, "members": [member], "raft": None,
-                           "config_hash": None}
+                           "config_hash": None, "demoted": None}
     assert call(world, "GET", "/api/v1/cluster/members").body == {"members": [member]}
     leader = call(world, "GET", "/api/v1/cluster/leader")
     assert (leader.status, leader.body) == (200, {"leader": True, "node_name": "node-a",

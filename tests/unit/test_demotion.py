@@ -222,3 +222,15 @@ def test_a_follower_never_counts_or_demotes() -> None:
     for _ in range(5):
         reactor.advance(INTERVAL)
     assert node.transfers == [] and reactor.port.sent == [] and p.failed_probes == 0
+
+
+def test_a_handover_unconfirmed_in_time_but_lost_leadership_still_counts_as_a_demotion() -> None:
+    reactor = FakeReactor()
+    node = Node(reactor)
+    watch, p = node.watch(hold_down=30.0)
+    watch.start()
+    node.own = {"a": False, "b": False}
+    reactor.advance(INTERVAL)
+    node.leading = False  # a successor was elected, but not heard from within the timeout
+    node.pending[0].errback(RuntimeError("no follower took over within 2.5s"))
+    assert p.counts["health_vantage"] == 1 and node.held == [30.0]

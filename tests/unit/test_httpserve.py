@@ -226,27 +226,50 @@ class FakePort:
         self.reading = True
 
 
+def speak(site: BoundedSite, host: str) -> Tuple[BoundedChannel, Transport]:
+    """A connection that sends the start of a request (spending its token)."""
+    connected = connect(site, host)
+    assert connected is not None, "an accepted socket is served, never reset"
+    connected[0].dataReceived(b"GET / HTTP/1.1\r\n")
+    return connected
+
+
 def test_past_the_connection_rate_the_listener_pauses_then_resumes():
-    """max_connection_rate 4/s: the 5th connection is served, owed, and accepting pauses
-    until the debt is repaid (2 tokens at 4/s: 1/2 s); a 6th in the same batch lengthens it."""
+    """max_connection_rate 4/s: the 5th speaking connection is served, owed, and accepting
+    pauses until the debt is repaid (2 tokens at 4/s: 1/2 s); a 6th lengthens it."""
     site, _, reactor = make_site(ListenerLimits(max_connection_rate=4.0))
     site.port = FakePort()
     for i in range(4):
-        assert connect(site, f"127.0.0.{i + 1}") is not None
+        speak(site, f"127.0.0.{i + 1}")
     assert site.port.reading
-    assert connect(site, "127.0.0.9") is not None, "an accepted socket is served, not reset"
+    speak(site, "127.0.0.9")
     assert not site.port.reading
-    assert connect(site, "127.0.0.10") is not None, "the rest of the batch is served too"
+    speak(site, "127.0.0.10")  # the rest of the batch is served too
     reactor.advance(0.49)
     assert not site.port.reading
     reactor.advance(0.02)
     assert site.port.reading, "resumed by the first pause's timer"
-    assert connect(site, "127.0.0.11") is not None
+    speak(site, "127.0.0.11")
     assert not site.port.reading, "the 6th was owed too: paused again at once"
     reactor.advance(0.47)  # 0.04 token left at the resume, -0.96 now: (1 + 0.96) / 4 = 0.49 s
     assert not site.port.reading
     reactor.advance(0.03)
     assert site.port.reading
+
+
+def test_connections_that_never_speak_cost_no_rate_token():
+    """A flood's leftovers (connections that close without sending) do not slow the listener."""
+    site, _, reactor = make_site(ListenerLimits(max_connection_rate=2.0))
+    site.port = FakePort()
+    for i in range(50):
+        channel, transport = connect(site, f"127.0.1.{i + 1}")
+        channel.connectionLost(None)
+    assert site.port.reading and site.limiter.open == 0
+    speak(site, "127.0.0.1")
+    speak(site, "127.0.0.2")
+    assert site.port.reading
+    speak(site, "127.0.0.3")
+    assert not site.port.reading
 
 
 def test_fair_port_batches_follow_the_rate_budget():
