@@ -392,16 +392,17 @@ class Checker:
             enabled=self.boolean(m, "enabled", path, d.enabled),
             address=self.field(m, "address", path, d.address, as_listen),
             allowed_networks=self.networks(m, "allowed_networks", path, d.allowed_networks),
-            max_connections=self.integer(m, "max_connections", path, d.max_connections, 1,
-                                         MAX_LISTENER_CONNECTIONS),
-            max_connections_per_source=self.integer(m, "max_connections_per_source", path,
-                                                    d.max_connections_per_source, 1,
-                                                    MAX_LISTENER_CONNECTIONS),
-            max_connection_rate=self.integer(m, "max_connection_rate", path, d.max_connection_rate,
-                                             1, MAX_LISTENER_CONNECTIONS),
-            request_timeout=self.bounded_duration(m, "request_timeout", path, d.request_timeout,
-                                                  MAX_REQUEST_TIMEOUT),
+            **self.listener_bounds(m, path, d),
         )
+
+    def listener_bounds(self, m: Mapping[str, Any], path: KeyPath, d: Any) -> Dict[str, Any]:
+        """The bounds every HTTP listener has (``_LISTENER_KEYS``), defaults from ``d``."""
+        bounds: Dict[str, Any] = {
+            key: self.integer(m, key, path, getattr(d, key), 1, MAX_LISTENER_CONNECTIONS)
+            for key in ("max_connections", "max_connections_per_source", "max_connection_rate")}
+        bounds["request_timeout"] = self.bounded_duration(m, "request_timeout", path, d.request_timeout,
+                                                          MAX_REQUEST_TIMEOUT)
+        return bounds
 
     def api(self, value: Any, path: KeyPath) -> APIConfig:
         m = self.section(value, path, _API_KEYS)
@@ -417,15 +418,7 @@ class Checker:
             trusted_proxies=self.networks(m, "trusted_proxies", path, d.trusted_proxies),
             tokens=tokens.get("admin", ()),
             drain_tokens=tokens.get("drain", ()),
-            max_connections=self.integer(m, "max_connections", path, d.max_connections, 1,
-                                         MAX_LISTENER_CONNECTIONS),
-            max_connections_per_source=self.integer(m, "max_connections_per_source", path,
-                                                    d.max_connections_per_source, 1,
-                                                    MAX_LISTENER_CONNECTIONS),
-            max_connection_rate=self.integer(m, "max_connection_rate", path, d.max_connection_rate,
-                                             1, MAX_LISTENER_CONNECTIONS),
-            request_timeout=self.bounded_duration(m, "request_timeout", path, d.request_timeout,
-                                                  MAX_REQUEST_TIMEOUT),
+            **self.listener_bounds(m, path, d),
             max_body_bytes=self.integer(m, "max_body_bytes", path, d.max_body_bytes, 1024,
                                         MAX_BODY_BYTES),
         )
