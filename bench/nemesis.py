@@ -353,6 +353,10 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="a 90 s schedule (CI)")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 unless the safety properties held: no acknowledged write lost, no "
+                             "two nodes answering with data at once, no 500, every SIGTERM exit 0 "
+                             "within 5 s, end state agreed (for CI)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     seconds = 90.0 if args.short else args.minutes * 60
@@ -401,7 +405,7 @@ def main() -> int:
             agreed = len(set(views)) == 1 and all(v["leader"] and v["overrides"] is not None for v in state.values())
             if not agreed:
                 time.sleep(1.0)
-        report(nemesis.run, faults, begin, end, state, agreed, args, seed)
+        safe = report(nemesis.run, faults, begin, end, state, agreed, args, seed)
     finally:
         nemesis.stop_event.set()
         heal()
@@ -409,6 +413,9 @@ def main() -> int:
         for backend in backends:
             backend.stop()
         shutil.rmtree(base, ignore_errors=True)
+    if args.check and not safe:
+        print("nemesis: a safety property did not hold (see above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -417,7 +424,8 @@ def in_any(t: float, windows: List[Tuple[float, float]]) -> bool:
 
 
 def report(run: Run, faults: List[Fault], begin: float, end: float, state: Dict[str, Any], agreed: bool,
-           args: Any, seed: int) -> None:
+           args: Any, seed: int) -> bool:
+    """Print (and with --json write) the results; True when every safety property held."""
     samples = [s for s in run.samples if begin <= s[0] <= end]
     windows = [(f.started, f.ended + RECOVERY) for f in faults if f.started]
     outside = [s for s in samples if not in_any(s[0], windows)]
@@ -455,6 +463,8 @@ def report(run: Run, faults: List[Fault], begin: float, end: float, state: Dict[
             "answered_outside": answered_outside, "dual": len(dual), "dual_partition": len(dual_partition),
             "writes": outcomes, "lost": lost, "gaps": gaps, "exits": run.exits, "agreed": agreed,
             "faults": [f.__dict__ for f in faults]}, indent=1, default=str))
+    exits_ok = all(code == 0 and took <= 5 for _, code, took in run.exits)
+    return not lost and not dual and exits_ok and agreed and outcomes.get("500", 0) == 0  # safe
 
 
 if __name__ == "__main__":

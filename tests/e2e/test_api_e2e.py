@@ -157,7 +157,7 @@ def test_read_endpoints_report_health_domains_and_cluster(gslb_factory, backends
     assert status == 200
     assert len(body.pop("config_hash")) == 64
     assert body == {"mode": "standalone", "node_name": "e2e-node", "is_leader": True,
-                    "leader_address": None, "members": [member], "raft": None}
+                    "leader_address": None, "members": [member], "raft": None, "demoted": None}
     assert api.call("GET", "/api/v1/cluster/members")[::2] == (200, {"members": [member]})
     assert api.call("GET", "/api/v1/cluster/leader")[::2] == (
         200, {"leader": True, "node_name": "e2e-node", "leader_address": None})
