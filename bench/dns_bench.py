@@ -326,6 +326,30 @@ def run_udpflood(binary: Path, port: int, datafile: Path, seconds: float, outsta
             int(fields["completed"]), int(fields["lost"]))
 
 
+def run_bursts(binary: Path, port: int, datafile: Path, seconds: float, outstanding: int,
+               cpu: Optional[int], sockets: int = 4, burst: int = 32) -> Tuple[float, float, int, int, int]:
+    """The second load pattern: ``outstanding`` queries spread over ``sockets`` udpflood
+    processes (one socket each), each sending in bursts of at most ``burst``; summed."""
+    argv = [str(binary), LOOPBACK, str(port), str(datafile), str(seconds),
+            str(max(1, outstanding // sockets)), "1", "1000", str(burst)]
+    if cpu is not None and shutil.which("taskset"):
+        argv = ["taskset", "-c", str(cpu), *argv]
+    children = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(sockets)]
+    results = []
+    for child in children:
+        out, err = child.communicate(timeout=seconds + 30)
+        fields = dict(re.findall(r"(\w+)=([0-9.]+)", out))
+        if "qps" not in fields:
+            raise RuntimeError(f"udpflood failed:\n{out}{err}")
+        results.append(fields)
+    completed = sum(int(f["completed"]) for f in results)
+    latency = (sum(float(f["avg_latency_us"]) * int(f["completed"]) for f in results) / completed
+               if completed else 0.0)
+    return (sum(float(f["qps"]) for f in results), latency, sum(int(f["sent"]) for f in results),
+            completed, sum(int(f["lost"]) for f in results))
+
+
 def build_udpflood(workdir: Path) -> Optional[Path]:
     if not shutil.which("gcc"):
         print("gcc not found: skipping the udpflood generator", flush=True)
@@ -463,7 +487,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--latency-duration", type=float, default=2.0, help="seconds per q=1 run")
     parser.add_argument("--latency-rounds", type=int, default=5, help="interleaved q=1 rounds")
     parser.add_argument("--outstanding", type=int, default=100, help="queries in flight (dnsperf -q)")
-    parser.add_argument("--generators", default="dnsperf,udpflood")
+    parser.add_argument("--generators", default="dnsperf,udpflood",
+                        help="comma list of dnsperf, udpflood and bursts (200 outstanding over 4 sockets "
+                             "in bursts of 32: the second load pattern of issue 12)")
     parser.add_argument("--no-gdnsd", action="store_true")
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--gdnsd-port", type=int, default=15354)
@@ -489,9 +515,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     runs: List[Run] = []
     latency: List[Run] = []
     try:
-        udpflood = build_udpflood(workdir) if "udpflood" in generators else None
-        if udpflood is None and "udpflood" in generators:
-            generators.remove("udpflood")
+        wants_udpflood = "udpflood" in generators or "bursts" in generators
+        udpflood = build_udpflood(workdir) if wants_udpflood else None
+        if udpflood is None:
+            generators = [g for g in generators if g not in ("udpflood", "bursts")]
         datafile = workdir / "queries.txt"
         datafile.write_text("".join(f"{d.name} A\n" for d in config.domains))
 
@@ -524,6 +551,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     if generator == "dnsperf":
                         result = run_dnsperf(ports[server], datafile, args.duration,
                                              args.outstanding, load_cpu)
+                    elif generator == "bursts":
+                        assert udpflood is not None
+                        result = run_bursts(udpflood, ports[server], datafile, args.duration, 200, load_cpu)
                     else:
                         assert udpflood is not None
                         result = run_udpflood(udpflood, ports[server], datafile, args.duration,
@@ -535,6 +565,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             order = servers[round_no % len(servers):] + servers[:round_no % len(servers)]
             for server in order:
                 for generator in generators:
+                    if generator == "bursts":
+                        continue  # a throughput pattern only
                     if generator == "dnsperf":
                         result = run_dnsperf(ports[server], datafile, args.latency_duration, 1, load_cpu)
                     else:

@@ -7,9 +7,10 @@
  * UDP socket, sends and receives in batches of up to 64 datagrams per system
  * call, and does nothing else per query: patch the ID, stamp the send time.
  *
- *   udpflood SERVER PORT DATAFILE SECONDS OUTSTANDING [EDNS(0|1)] [TIMEOUT_MS]
+ *   udpflood SERVER PORT DATAFILE SECONDS OUTSTANDING [EDNS(0|1)] [TIMEOUT_MS] [BURST]
  *
  * DATAFILE has one "name TYPE" per line (TYPE = A or AAAA), like dnsperf's.
+ * BURST (default 64) caps how many queries one sendmmsg sends.
  * Queries cycle through it.  A query unanswered after TIMEOUT_MS (default
  * 1000) is counted lost and its slot reused.  Prints one line:
  *
@@ -93,13 +94,15 @@ static int load(const char *path, int edns) {
 
 int main(int argc, char **argv) {
     if (argc < 6) {
-        fprintf(stderr, "usage: %s SERVER PORT DATAFILE SECONDS OUTSTANDING [EDNS] [TIMEOUT_MS]\n", argv[0]);
+        fprintf(stderr, "usage: %s SERVER PORT DATAFILE SECONDS OUTSTANDING [EDNS] [TIMEOUT_MS] [BURST]\n", argv[0]);
         return 2;
     }
     double seconds = atof(argv[4]);
     long window = atol(argv[5]);
     int edns = argc > 6 ? atoi(argv[6]) : 1;
     double timeout = (argc > 7 ? atof(argv[7]) : 1000.0) / 1000.0;
+    int burst = argc > 8 ? atoi(argv[8]) : BATCH;
+    if (burst < 1 || burst > BATCH) { fprintf(stderr, "BURST must be 1..%d\n", BATCH); return 2; }
     if (window < 1 || window > 32768) { fprintf(stderr, "OUTSTANDING must be 1..32768\n"); return 2; }
     if (load(argv[3], edns) != 0) { fprintf(stderr, "no queries in %s\n", argv[3]); return 2; }
 
@@ -142,7 +145,7 @@ int main(int argc, char **argv) {
             oldest++;
         }
         int n = 0;
-        while (sending && outstanding + n < window && n < BATCH) {
+        while (sending && outstanding + n < window && n < burst) {
             uint16_t id = (uint16_t)((sent + n) % SLOTS);
             if (sent_at[id] != 0) break; /* 65536 queries in flight: wait */
             query_t *q = &queries[(sent + n) % nqueries];
