@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
+from opengslb.config.model import HEALTH_CONSENSUS_MODES
 from opengslb.health.tracker import ServerKey
 
 FRESHNESS = 3.0
-MODES = ("majority", "any", "all", "leader")
+MODES = HEALTH_CONSENSUS_MODES  # defined once, in the configuration model
 
 Views = Mapping[str, Tuple[float, Mapping[ServerKey, bool]]]
 

@@ -47,7 +47,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from opengslb.config.model import Config, OverwatchConfig, ServerConfig
+from opengslb.config.model import VETO_MODES, Config, OverwatchConfig, ServerConfig
 from opengslb.health.checks import CheckFailed
 from opengslb.health.tracker import ServerKey
 from opengslb.state.machine import server_key
@@ -56,7 +56,7 @@ log = Logger(namespace="opengslb.overwatch")
 
 __all__ = ["MODES", "Overwatch"]
 
-MODES = ("strict", "balanced", "permissive")
+MODES = VETO_MODES  # defined once, in the configuration model
 
 
 def _parse_key(key: str) -> Optional[ServerKey]:
