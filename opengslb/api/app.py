@@ -1,19 +1,26 @@
 """The HTTP API (SPEC §9): a Klein class over the facades it is given.
 
-Every request passes one gate before anything else (:meth:`GslbAPI._admit`):
+Every request passes one gate before anything else (:meth:`GslbAPI._gate_error`;
+the listener runs it as soon as the headers are in, before the body is read,
+and every route runs it again with the route's scope, :meth:`GslbAPI._admit`):
 
 1. the source address (see :func:`opengslb.api.auth.client_address`) must be
    in ``api.allowed_networks`` — 403 otherwise, for every path, including
-   unknown ones;
-2. a state-changing method (POST, PUT, PATCH, DELETE) on a served route needs
-   ``Authorization: Bearer <token>`` matching one of ``api.tokens`` — 401
-   with ``WWW-Authenticate: Bearer`` otherwise (always 401 when no token is
-   configured).
+   unknown ones and the status page;
+2. the method must be one HTTP defines, spelled exactly (methods are
+   case-sensitive) — 501 otherwise;
+3. every method but GET and HEAD needs ``Authorization: Bearer <token>``
+   with a token of ``api.tokens`` — 401 with ``WWW-Authenticate: Bearer``
+   otherwise (always 401 when no token is configured), on every path;
+4. routing (404, 405 with ``Allow``), then the token's scope: ``drain``
+   tokens may change overrides and registrations, ``admin`` tokens anything
+   (403 when the scope is too small).
 
 Settings are read per request, so a reload that changes the networks or the
 tokens applies to the next request.  Every reply is JSON; every error is
-``{"error": "...", "code": N}`` with that HTTP status (404 unknown path, 405
-known path with another method, 500 unexpected exception, which is logged).
+``{"error": "...", "code": N}`` with that HTTP status (500 for an unexpected
+exception, which is logged).  ``/`` and ``/ui/*`` serve the status page
+(:mod:`opengslb.api.ui`).
 """
 
 from __future__ import annotations
