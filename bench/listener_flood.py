@@ -41,15 +41,10 @@ from typing import List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.dns_bench import dns_query  # noqa: E402
 from tests.e2e.harness import HTTPBackend, OpenGSLB, free_port, hold_connections  # noqa: E402
 
 NAME = "app.flood.test"
-
-
-def query_bytes(qid: int) -> bytes:
-    header = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
-    labels = b"".join(bytes([len(p)]) + p.encode() for p in NAME.split("."))
-    return header + labels + b"\x00\x00\x01\x00\x01"
 
 
 class Probe(threading.Thread):
@@ -68,7 +63,7 @@ class Probe(threading.Thread):
         while not self.stop_flag.is_set():
             qid = (qid + 1) & 0xFFFF
             started = time.perf_counter()
-            sock.sendto(query_bytes(qid), ("127.0.0.1", self.port))
+            sock.sendto(dns_query(NAME, qid), ("127.0.0.1", self.port))
             try:
                 while True:
                     data = sock.recv(4096)

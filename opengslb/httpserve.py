@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP
-from twisted.web.http import HTTPChannel, datetimeToString
+from twisted.web.http import RESPONSES, HTTPChannel, datetimeToString
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
@@ -51,8 +51,6 @@ LINGER_SECONDS = 1.0
 #: Bytes of a refused request read and dropped before the socket closes anyway.
 LINGER_BYTES = 256 * 1024
 
-_REASONS = {400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 405: b"Method Not Allowed",
-            408: b"Request Timeout", 413: b"Content Too Large", 501: b"Not Implemented"}
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ class Refusal:
     def encode(self, now: float) -> bytes:
         """The whole HTTP/1.1 response, closing the connection."""
         body = json.dumps({"error": self.message, "code": self.status}).encode("utf-8")
-        lines = [b"HTTP/1.1 %d %s" % (self.status, _REASONS.get(self.status, b"Error")),
+        lines = [b"HTTP/1.1 %d %s" % (self.status, RESPONSES.get(self.status, b"Error")),
                  b"Date: " + datetimeToString(now),
                  b"Content-Type: application/json",
                  b"Cache-Control: no-store",

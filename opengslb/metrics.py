@@ -31,7 +31,7 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
-from opengslb.api.auth import parse_address
+from opengslb.api.auth import parse_address, within
 from opengslb.config.model import MetricsConfig
 from opengslb.health.tracker import ServerKey
 from opengslb.httpserve import Gate, ListenerLimits, Refusal
@@ -241,7 +241,7 @@ def metrics_gate(settings: Callable[[], MetricsConfig]) -> Gate:
     def gate(request: Request) -> Optional[Refusal]:
         networks = settings().allowed_networks
         peer = parse_address(str(getattr(request.getClientAddress(), "host", "")))
-        if peer is None or not any(peer.version == net.version and peer in net for net in networks):
+        if peer is None or not within(peer, networks):
             return Refusal(403, f"source address {peer or 'unknown'} is not in metrics.allowed_networks")
         if request.method not in (b"GET", b"HEAD"):
             return Refusal(405, "only GET and HEAD are served here", {"Allow": "GET, HEAD"})

@@ -764,11 +764,10 @@ class _Root(Resource):
             error = self._api._gate_error(request, self._api._settings()) or APIError(
                 400, "the request path (after %-decoding) or Host header is not UTF-8")
             return _write(request, error.reply)
-        if request.method in READ_METHODS:
-            if self._api._gate_error(request, self._api._settings()) is None:
-                body = self._page.render(request)
-                if body is not None:
-                    return body
+        found = self._page.file_for(request.postpath or []) if request.method in READ_METHODS else None
+        if found is not None:
+            refused = self._api._gate_error(request, self._api._settings())
+            return _write(request, refused.reply) if refused is not None else self._page.render(request, found)
         return self._inner.render(request)
 
 

@@ -28,7 +28,7 @@ from opengslb.config.model import APIConfig, IPNetwork
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 __all__ = ["IPAddress", "parse_address", "client_address", "source_allowed", "bearer_token",
-           "token_valid", "token_scope", "scope_allows", "SCOPES"]
+           "token_valid", "token_scope", "scope_allows", "SCOPES", "within"]
 
 #: Token scopes, weakest first: ``drain`` may set and lift overrides and
 #: register, renew and remove services (what an agent or a drain script
@@ -62,7 +62,8 @@ def parse_address(text: str) -> Optional[IPAddress]:
     return address
 
 
-def _within(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
+def within(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
+    """True when ``address`` is inside one of ``networks`` (of its own family)."""
     return any(address.version == net.version and address in net for net in networks)
 
 
@@ -92,7 +93,7 @@ def client_address(peer: Optional[str], forwarded_for: Sequence[str],
     direct = parse_address(peer)
     if direct is None:
         return None
-    if not (settings.trust_proxy_headers and _within(direct, settings.trusted_proxies)):
+    if not (settings.trust_proxy_headers and within(direct, settings.trusted_proxies)):
         return direct
     entries = [part for value in forwarded_for for part in value.split(",") if part.strip()]
     if not entries:
@@ -102,14 +103,14 @@ def client_address(peer: Optional[str], forwarded_for: Sequence[str],
         hop = parse_address(entry)
         if hop is None:
             return None
-        if not _within(hop, settings.trusted_proxies):
+        if not within(hop, settings.trusted_proxies):
             return hop
     return hop
 
 
 def source_allowed(address: Optional[IPAddress], settings: APIConfig) -> bool:
     """True when ``address`` is in one of ``settings.allowed_networks``."""
-    return address is not None and _within(address, settings.allowed_networks)
+    return address is not None and within(address, settings.allowed_networks)
 
 
 def bearer_token(authorization: Optional[str]) -> Optional[str]:

@@ -11,7 +11,7 @@ go through the API with the token the operator types into the tab.
 from __future__ import annotations
 
 from importlib import resources
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from twisted.web.server import Request
 
@@ -41,23 +41,21 @@ def load_files() -> Dict[str, Tuple[str, bytes]]:
 
 
 class StatusPage:
-    """Answers ``/`` and ``/ui/<file>``; :meth:`render` returns None for any other path."""
+    """The page at ``/`` and its files at ``/ui/<file>``."""
 
     def __init__(self) -> None:
         self._files = load_files()
 
-    def render(self, request: Request) -> Optional[bytes]:
-        """The body for a UI path (headers set), or None when ``request`` is not for the UI."""
-        segments = [segment for segment in (request.postpath or [])]
-        if segments in ([], [b""]):
-            name = ""
-        elif len(segments) == 2 and segments[0] == b"ui":
-            name = segments[1].decode("utf-8", "replace")
-        else:
-            return None
-        found = self._files.get(name)
-        if found is None or name == "index.html":
-            return None
+    def file_for(self, postpath: Sequence[bytes]) -> Optional[Tuple[str, bytes]]:
+        """``(content type, body)`` for a UI path, or None when the path is not the UI's."""
+        if list(postpath) in ([], [b""]):
+            return self._files[""]
+        if len(postpath) == 2 and postpath[0] == b"ui" and postpath[1] != b"index.html":
+            return self._files.get(postpath[1].decode("utf-8", "replace"))
+        return None
+
+    def render(self, request: Request, found: Tuple[str, bytes]) -> bytes:
+        """Set the headers of ``found`` (from :meth:`file_for`) on ``request``; the body to send."""
         content_type, body = found
         request.setHeader(b"Content-Type", content_type.encode("ascii"))
         for header, value in SECURITY_HEADERS.items():

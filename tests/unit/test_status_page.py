@@ -5,13 +5,11 @@ from __future__ import annotations
 from treq.testing import StubTreq
 
 from opengslb.api.ui import SECURITY_HEADERS
-from tests.unit.test_api import World, call, fired
+from tests.unit.test_api import FromPeer, World, call, fired
 
 
 def get(world: World, path: str, peer: str = "127.0.0.1"):
-    from tests.unit.test_api import FromPeer as Peer
-
-    stub = StubTreq(Peer(world.api.resource(), peer))
+    stub = StubTreq(FromPeer(world.api.resource(), peer))
     d = stub.request("GET", "http://api.test" + path)
     stub.flush()
     response = fired(d)
