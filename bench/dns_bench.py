@@ -48,6 +48,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ruamel.yaml import YAML
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import geo_workload  # noqa: E402  (bench/geo_workload.py: the geolocation-with-ECS workload)
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 LOOPBACK = "127.0.0.1"
@@ -477,6 +480,46 @@ def print_latency_table(title: str, summary: Dict[Tuple[str, str], Summary], ser
                 print(f"{generator:<10} opengslb/{baseline}: {ours.latency_us / theirs.latency_us:.2f}x latency")
 
 
+# -- the geolocation-with-ECS workload ----------------------------------------------
+
+def geo_benchmark(args: argparse.Namespace, procs: Processes, workdir: Path, udpflood: Path,
+                  server_cpu: Optional[int], load_cpu: Optional[int], with_gdnsd: bool) -> List[Run]:
+    """OpenGSLB's geolocation beside gdnsd's geoip plugin with the same ``nets`` map
+    (bench/geo_workload.py: 1,000 networks), asked by udpflood with 10,000 distinct ECS
+    client subnets; returns the runs (server names ``opengslb``/``gdnsd``)."""
+    rules = geo_workload.topology(args.geo_networks)
+    subnets = geo_workload.client_subnets(rules, args.geo_clients)
+    datafile = workdir / "geo-queries.txt"
+    datafile.write_text("".join(f"{geo_workload.NAME} A {subnet}/24\n" for subnet in subnets))
+    config = workdir / "opengslb-geo.yaml"
+    config.write_text(geo_workload.opengslb_config(rules, f"{LOOPBACK}:{args.geo_port}",
+                                                   str(workdir / "raft-geo")))
+    config.chmod(0o600)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
+    procs.start("opengslb-geo", opengslb_argv(config), server_cpu, env)
+    ports = {"opengslb": args.geo_port}
+    if with_gdnsd:
+        argv = geo_workload.write_gdnsd(rules, workdir / "gdnsd-geo", args.geo_gdnsd_port,
+                                        gdnsd_binary() or "gdnsd")
+        procs.start("gdnsd-geo", argv, server_cpu)
+        ports["gdnsd"] = args.geo_gdnsd_port
+    for name, port in ports.items():
+        wait_ready(procs, f"{name}-geo", port, geo_workload.NAME)
+    print(f"\ngeolocation with ECS: {len(rules)} networks, {len(subnets)} client subnets", flush=True)
+    runs: List[Run] = []
+    servers = list(ports)
+    for round_no in range(args.rounds):
+        order = servers[round_no % len(servers):] + servers[:round_no % len(servers)]
+        for server in order:
+            procs.check_alive(f"{server}-geo")
+            result = run_udpflood(udpflood, ports[server], datafile, args.duration, args.outstanding, load_cpu)
+            runs.append(Run(server, "udpflood", *result))
+            print(f"  round {round_no + 1} geo+ecs  {server:<9} {result[0]:>10,.0f}/s "
+                  f"lat {result[1]:>6.0f}us lost {result[4]}", flush=True)
+    return runs
+
+
 # -- main ------------------------------------------------------------------------
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -494,6 +537,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--gdnsd-port", type=int, default=15354)
     parser.add_argument("--naive-port", type=int, default=15355)
+    parser.add_argument("--workloads", default="plain,geo",
+                        help="comma list: plain (bench.yaml's names) and geo (geolocation with ECS, "
+                             "beside gdnsd's geoip plugin; needs udpflood)")
+    parser.add_argument("--geo-networks", type=int, default=1000, help="topology networks (geo)")
+    parser.add_argument("--geo-clients", type=int, default=10_000, help="distinct ECS client subnets (geo)")
+    parser.add_argument("--geo-port", type=int, default=15356)
+    parser.add_argument("--geo-gdnsd-port", type=int, default=15357)
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s: a smoke test")
     parser.add_argument("--json", type=Path, help="also write every run to this file")
     parser.add_argument("--emit", type=Path, metavar="DIR",
@@ -509,16 +559,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with_gdnsd = ensure_tools(not args.no_gdnsd)
     server_cpu, load_cpu = pick_cpus()
     generators = [g for g in args.generators.split(",") if g]
+    workloads = [w for w in args.workloads.split(",") if w]
     workdir = Path(tempfile.mkdtemp(prefix="opengslb-bench-"))
     procs = Processes(workdir)
     backends: Optional[Backends] = None
     runs: List[Run] = []
     latency: List[Run] = []
     try:
-        wants_udpflood = "udpflood" in generators or "bursts" in generators
+        wants_udpflood = "udpflood" in generators or "bursts" in generators or "geo" in workloads
         udpflood = build_udpflood(workdir) if wants_udpflood else None
         if udpflood is None:
             generators = [g for g in generators if g not in ("udpflood", "bursts")]
+            workloads = [w for w in workloads if w != "geo"]
+        if workloads == ["geo"]:
+            assert udpflood is not None
+            geo_runs = geo_benchmark(args, procs, workdir, udpflood, server_cpu, load_cpu, with_gdnsd)
+            print_table(f"Geolocation with ECS, {args.outstanding} queries outstanding (median of "
+                        f"{args.rounds} rounds)", summarise(geo_runs), ["opengslb", "gdnsd"], ["udpflood"])
+            return 0
         datafile = workdir / "queries.txt"
         datafile.write_text("".join(f"{d.name} A\n" for d in config.domains))
 
@@ -577,11 +635,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     print(f"  q=1 {round_no + 1} {generator:<8} {server:<9} lat {result[1]:.1f}us",
                           flush=True)
 
+        geo_runs: List[Run] = []
+        if "geo" in workloads and udpflood is not None:
+            geo_runs = geo_benchmark(args, procs, workdir, udpflood, server_cpu, load_cpu, with_gdnsd)
         summary = summarise(runs)
         print_table(f"Throughput, {args.outstanding} queries outstanding, A queries with EDNS "
                     f"(median of {args.rounds} rounds)", summary, servers, generators)
         print_latency_table(f"Latency, 1 query outstanding (median of {args.latency_rounds} rounds)",
                             summarise(latency), servers, generators)
+        if geo_runs:
+            print_table(f"Geolocation with ECS, {args.outstanding} queries outstanding (median of "
+                        f"{args.rounds} rounds)", summarise(geo_runs), ["opengslb", "gdnsd"], ["udpflood"])
 
         if config.metrics_url:
             answered = sum(r.completed for r in runs + latency if r.server == "opengslb")
@@ -598,6 +662,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       f"clients received {answered:,} answers and lost {lost}: {verdict}")
         if args.json:
             args.json.write_text(json.dumps({"runs": [r.__dict__ for r in runs],
+                                             "geo": [r.__dict__ for r in geo_runs],
                                              "latency": [r.__dict__ for r in latency],
                                              "fast_path_wired": fast_path_wired()}, indent=1))
         return 0

@@ -96,6 +96,7 @@ class Write:
 @dataclass
 class Run:
     samples: List[Tuple[float, frozenset]] = field(default_factory=list)
+    outcomes: Dict[float, Dict[str, str]] = field(default_factory=dict)  # slot time -> node -> outcome
     writes: List[Write] = field(default_factory=list)
     partitioned: List[Tuple[float, float]] = field(default_factory=list)
     exits: List[Tuple[str, Optional[int], float]] = field(default_factory=list)
@@ -135,6 +136,8 @@ class Nemesis:
         while not self.stop_event.is_set():
             sample = self.cluster.sample(window=REPLY_WINDOW)
             self.run.samples.append(sample)
+            if not sample[1]:
+                self.run.outcomes[sample[0]] = dict(self.cluster.last_outcomes)
             time.sleep(max(0.0, SLOT - (time.monotonic() - sample[0])))
 
     def writer(self) -> None:
@@ -419,6 +422,41 @@ def main() -> int:
     return 0
 
 
+def missed_episodes(outside: List[Tuple[float, frozenset]], outcomes: Dict[float, Dict[str, str]],
+                    faults: List[Fault], begin: float) -> List[str]:
+    """Runs of consecutive unanswered slots outside fault windows, one line each: when, how many
+    slots, how long after the latest fault's end, and what each node replied (counted per slot)."""
+    lines: List[str] = []
+    run: List[float] = []
+
+    def close() -> None:
+        if not run:
+            return
+        start = run[0]
+        before = [f for f in faults if f.started and f.ended <= start]
+        latest = max(before, key=lambda f: f.ended, default=None)
+        after = (f"{start - latest.ended:.1f}s after {latest.kind} {latest.node} ended" if latest
+                 else "before any fault")
+        replies: Dict[str, Dict[str, int]] = {}
+        for t in run:
+            for host, outcome in outcomes.get(t, {}).items():
+                replies.setdefault(host, {}).setdefault(outcome, 0)
+                replies[host][outcome] += 1
+        lines.append(f"t={start - begin:6.2f}s {len(run)} slot(s), {after}: "
+                     + ", ".join(f"{h} {dict(sorted(o.items()))}" for h, o in sorted(replies.items())))
+        run.clear()
+
+    previous = None
+    for t, answered in outside:
+        if answered or (previous is not None and t - previous > 2.5 * SLOT):
+            close()
+        if not answered:
+            run.append(t)
+        previous = t
+    close()
+    return lines
+
+
 def in_any(t: float, windows: List[Tuple[float, float]]) -> bool:
     return any(start <= t <= end for start, end in windows)
 
@@ -454,6 +492,11 @@ def report(run: Run, faults: List[Fault], begin: float, end: float, state: Dict[
         ok = sum(1 for _, code, took in run.exits if code == 0 and took <= 5)
         print(f"sigterm exits: {ok}/{len(run.exits)} exited 0 within 5 s "
               f"(max {max(t for _, _, t in run.exits):.2f}s)")
+    episodes = missed_episodes(outside, run.outcomes, faults, begin)
+    if episodes:
+        print("slots without a data answer outside fault windows, as episodes:")
+        for line in episodes[:40]:
+            print("  " + line)
     print(f"end state agreed (leader, members, overrides): {agreed}")
     if not agreed:
         print(json.dumps(state, indent=1, sort_keys=True)[:3000])

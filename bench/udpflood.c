@@ -9,7 +9,9 @@
  *
  *   udpflood SERVER PORT DATAFILE SECONDS OUTSTANDING [EDNS(0|1)] [TIMEOUT_MS] [BURST]
  *
- * DATAFILE has one "name TYPE" per line (TYPE = A or AAAA), like dnsperf's.
+ * DATAFILE has one "name TYPE" per line (TYPE = A or AAAA), like dnsperf's,
+ * optionally followed by an IPv4 client subnet "a.b.c.d/len": that query then
+ * carries an EDNS Client Subnet option (RFC 7871; needs EDNS=1).
  * BURST (default 64) caps how many queries one sendmmsg sends.
  * Queries cycle through it.  A query unanswered after TIMEOUT_MS (default
  * 1000) is counted lost and its slot reused.  Prints one line:
@@ -33,7 +35,7 @@
 #include <unistd.h>
 
 #define BATCH 64
-#define MAXQ 4096
+#define MAXQ 16384
 #define PKT 300
 #define SLOTS 65536
 
@@ -49,8 +51,9 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Encode "name TYPE" as a DNS query (ID 0, RD=0) with an optional OPT record. */
-static int encode(const char *name, const char *type, int edns, query_t *q) {
+/* Encode "name TYPE" as a DNS query (ID 0, RD=0) with an optional OPT record,
+   and in it an ECS option for ``subnet`` ("a.b.c.d/len", or NULL for none). */
+static int encode(const char *name, const char *type, int edns, const char *subnet, query_t *q) {
     unsigned char *p = q->wire;
     memset(p, 0, 12);
     p[5] = 1;                  /* qdcount = 1 */
@@ -75,6 +78,25 @@ static int encode(const char *name, const char *type, int edns, query_t *q) {
         static const unsigned char opt[] = {0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0};
         memcpy(p, opt, sizeof opt);
         p += sizeof opt;
+        if (subnet) {          /* option 8: family 1, source len, scope 0, ceil(len/8) octets */
+            char address[32];
+            int len = 24;
+            const char *slash = strchr(subnet, '/');
+            size_t n = slash ? (size_t)(slash - subnet) : strlen(subnet);
+            if (n >= sizeof address) return -1;
+            memcpy(address, subnet, n);
+            address[n] = 0;
+            if (slash) len = atoi(slash + 1);
+            struct in_addr in;
+            if (len < 0 || len > 32 || inet_pton(AF_INET, address, &in) != 1) return -1;
+            int octets = (len + 7) / 8;
+            unsigned char *rdlength = p - 2;
+            *p++ = 0; *p++ = 8; *p++ = 0; *p++ = (unsigned char)(4 + octets);
+            *p++ = 0; *p++ = 1; *p++ = (unsigned char)len; *p++ = 0;
+            memcpy(p, &in, octets);
+            p += octets;
+            rdlength[0] = 0; rdlength[1] = (unsigned char)(8 + octets);
+        }
     }
     q->len = (int)(p - q->wire);
     return 0;
@@ -83,10 +105,11 @@ static int encode(const char *name, const char *type, int edns, query_t *q) {
 static int load(const char *path, int edns) {
     FILE *f = fopen(path, "r");
     if (!f) { perror(path); return -1; }
-    char line[512], name[300], type[16];
+    char line[512], name[300], type[16], subnet[64];
     while (nqueries < MAXQ && fgets(line, sizeof line, f)) {
-        if (sscanf(line, "%299s %15s", name, type) != 2) continue;
-        if (encode(name, type, edns, &queries[nqueries]) == 0) nqueries++;
+        int fields = sscanf(line, "%299s %15s %63s", name, type, subnet);
+        if (fields < 2) continue;
+        if (encode(name, type, edns, fields == 3 ? subnet : NULL, &queries[nqueries]) == 0) nqueries++;
     }
     fclose(f);
     return nqueries > 0 ? 0 : -1;

@@ -1,81 +1,126 @@
-"""The GSLB core: current configuration + health → the answering view.
+"""The GSLB core: the inputs of the served policy → the answering view.
 
-:class:`Gslb` owns the live configuration and the health manager, and
-rebuilds the :class:`~opengslb.dns.view.AnsweringView` whenever one of its
-inputs changes (coalesced to at most one rebuild per reactor turn).  DNS,
-the API and metrics read from it; nothing here touches sockets.
+:class:`Gslb` owns the live configuration and the health manager, receives
+the other inputs at construction (the runtime records, the peers' verdicts),
+and rebuilds the :class:`~opengslb.dns.view.AnsweringView` whenever one of
+them changes (coalesced to at most one rebuild per reactor turn).  Every
+server's health and weight in that view come from the served policy
+(:func:`opengslb.served.served`); the API and the metrics ask the same
+function through :meth:`Gslb.served`.  Nothing here touches sockets.
+
+Ramps: while a server's weight is moving on its own (a predictive bleed or a
+slow start), the regions concerned are rebuilt every :attr:`Gslb.RAMP_STEP`
+seconds, and once more at the exact end of each ramp.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Protocol, Sequence, Set
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Set
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from opengslb.config.model import Config, ServerConfig, changed_regions
-from opengslb.dns.view import AnsweringView, DomainView, ServedState, build_view, zone_index_for
+from opengslb.dns.view import AnsweringView, DomainView, RoutingInputs, build_view, zone_index_for
 from opengslb.health.checks import Checker
 from opengslb.health.manager import HealthManager
 from opengslb.health.tracker import ServerHealth, ServerKey
 from opengslb.routing import Candidate
-from opengslb.stats import QueryStats
+from opengslb.routing.geoip import GeoIPError, GeoIPLookup
+from opengslb.routing.rtt import LatencyTable
+from opengslb.runtime import Runtime
+from opengslb.served import Inputs, PeerVerdicts, RampClock, RuntimeRecords, Served, served
+from opengslb.served.bleed import bleeding_servers, served_bleed
+from opengslb.served.consensus import NO_PEERS
+from opengslb.served.records import NO_RECORDS
+from opengslb.stats import CHECK_DURATION_BOUNDS, DurationHistogram, QueryStats
 
 log = Logger(namespace="opengslb.core")
 
 ViewListener = Callable[[AnsweringView], None]
 
 
-class RuntimeInputs(Protocol):
-    """What the core asks of the runtime state (:class:`opengslb.runtime.Runtime` provides it)."""
+class PeerSource(Protocol):
+    """The other nodes' verdicts (cluster mode: :class:`opengslb.cluster.consensus.DistributedHealth`)."""
 
-    def extra_servers(self, region: str) -> Sequence[ServerConfig]:
-        """Dynamically registered servers of ``region`` that are candidates, in order."""
+    def snapshot(self) -> PeerVerdicts:
+        """The fresh peer verdicts and the consensus mode now."""
 
-    def served_state(self, region: str, server: ServerConfig,
-                     health: Optional[ServerHealth]) -> ServedState:
-        """The served state of one server given its health-check state (``None``: not checked)."""
-
-    def config_changed(self) -> None:
-        """The configuration was swapped (reload); reconcile what depends on it."""
+    def add_listener(self, listener: Callable[[Optional[Iterable[str]]], None]) -> None:
+        """Call ``listener(regions)`` when peer verdicts may change what is served (``None``: any region)."""
 
 
 class Gslb:
     """Live configuration, health and the view answers come from.
 
-    ``reactor`` provides time and scheduling; ``checker`` runs health checks;
-    ``rng`` is the routing algorithms' source of randomness.
+    :param reactor: time and scheduling.
+    :param config: the configuration to start with (:meth:`apply_config` swaps it).
+    :param checker: runs health checks.
+    :param rng: the routing algorithms' source of randomness.
+    :param stats: the DNS side's counters (shared with the listeners).
+    :param runtime: the runtime state (overrides, registrations, vetoes,
+        signals); ``None``: none (every server at its configured weight).
+    :param peers: the other nodes' verdicts (cluster mode); ``None``: this
+        node's verdicts are served as they are.
+
+    ``check_results`` and ``check_durations`` count finished health checks
+    (read by the metrics).
     """
+
+    #: Seconds between two view rebuilds while a ramp (bleed or slow start) is in progress.
+    RAMP_STEP = 0.5
 
     def __init__(self, reactor: IReactorTime, config: Config, checker: Checker,
                  rng: Optional[random.Random] = None,
-                 stats: Optional[QueryStats] = None) -> None:
+                 stats: Optional[QueryStats] = None,
+                 runtime: Optional[Runtime] = None,
+                 peers: Optional[PeerSource] = None) -> None:
         self._reactor: Any = reactor
         self._rng = rng if rng is not None else random.Random()
         self.config = config
         self.stats = stats if stats is not None else QueryStats()
         self.check_results: dict[tuple[str, str, str], int] = {}
-        self.on_check_duration: Optional[Callable[[float], None]] = None  # metrics hook
+        self.check_durations = DurationHistogram(CHECK_DURATION_BOUNDS)
         self.health = HealthManager(reactor, checker, on_change=self._health_changed,
                                     on_result=self._check_finished)
+        self.runtime = runtime
+        self._peers = peers
         self._listeners: List[ViewListener] = []
         self._rebuild_pending = False
         self._stale_logged: Set[str] = set()
-        self.runtime: Optional[RuntimeInputs] = None
         self._dirty: Optional[Set[str]] = None  # regions to recompute at the next rebuild (None: all)
-        self.consensus: Optional[Any] = None  # cluster mode: opengslb.cluster.consensus.DistributedHealth
+        self._ramps: Dict[ServerKey, RampClock] = {}  # slow-start clocks, from the last decisions
+        self._ramp_ends: Dict[str, float] = {}  # region → the earliest end of a ramp in progress there
+        self._ramp_call: Optional[Any] = None  # IDelayedCall of the next ramp rebuild
+        self._checked: Set[ServerKey] = set()  # registrations health-checked here
+        # Client-aware routing's inputs (SPEC §4.1): the GeoIP database (raises GeoIPError when
+        # it cannot be read at start) and this node's health-check round-trip times.
+        self.routing_inputs = RoutingInputs(geoip=GeoIPLookup(config.geoip.database), latency=LatencyTable())
+        self._stopped = False
+        if runtime is not None:
+            if runtime.config is not config:
+                runtime.config_changed(config)
+            runtime.add_listener(self._runtime_changed)
+            self._check_registrations()
+        if peers is not None:
+            peers.add_listener(self.request_rebuild)
         self.view = self._build()
 
     # -- inputs --------------------------------------------------------
 
     def start(self) -> None:
         """Start health checking for the current configuration."""
+        self._stopped = False
         self.health.apply_config(self.config)
         self._rebuild_now()
 
     def stop(self) -> object:
-        """Stop health checks; returns a Deferred that fires when they stopped."""
+        """Stop health checks and ramp rebuilds; returns a Deferred that fires when checks stopped."""
+        self._stopped = True
+        if self._ramp_call is not None and self._ramp_call.active():
+            self._ramp_call.cancel()
+        self._ramp_call = None
         return self.health.stop()
 
     def apply_config(self, config: Config) -> None:
@@ -83,9 +128,11 @@ class Gslb:
         if self._dirty is not None:
             self._dirty.update(changed_regions(config, self.config.regions_by_name))
         self.config = config
+        self._reload_geoip(config)
         self.health.apply_config(config)
         if self.runtime is not None:
-            self.runtime.config_changed()
+            self.runtime.config_changed(config)
+            self._check_registrations()
         self._rebuild_now()
 
     def prepare_config(self, config: Config) -> None:
@@ -95,11 +142,6 @@ class Gslb:
         :meth:`apply_config`: it only reads the current view.
         """
         zone_index_for(config, self.view)
-
-    def attach_runtime(self, runtime: RuntimeInputs) -> None:
-        """Let ``runtime`` (overrides, registrations, ...) shape the view from the next rebuild."""
-        self.runtime = runtime
-        self.request_rebuild()
 
     def request_rebuild(self, regions: Optional[Iterable[str]] = None) -> None:
         """Rebuild the view on the next reactor turn; requests until then are coalesced.
@@ -115,11 +157,6 @@ class Gslb:
             self._rebuild_pending = True
             self._reactor.callLater(0, self._rebuild_now)
 
-    def attach_consensus(self, consensus: Any) -> None:
-        """Serve health combined from every node's verdicts (cluster mode, SPEC §7.5)."""
-        self.consensus = consensus
-        self.request_rebuild()
-
     def local_verdicts(self) -> Dict[ServerKey, bool]:
         """This node's own check verdicts (what it gossips)."""
         return {key: health.healthy for key, health in self.health.states().items()}
@@ -128,26 +165,85 @@ class Gslb:
         """Call ``listener(view)`` after every rebuild (e.g. the fast path's cache)."""
         self._listeners.append(listener)
 
-    # -- served state ----------------------------------------------------
+    # -- served state (the policy, asked with the current inputs) ----------
 
-    def served_state(self, region: str, server: ServerConfig) -> ServedState:
-        """Health and effective weight of one server as DNS serves it.
+    def inputs(self, now: Optional[float] = None) -> Inputs:
+        """Snapshots of every input of the served policy at ``now`` (default: the reactor's time)."""
+        return Inputs(config=self.config, own=self.health.states(),
+                      peers=self._peers.snapshot() if self._peers is not None else NO_PEERS,
+                      records=self._records(), ramps=self._ramps,
+                      now=self._reactor.seconds() if now is None else now)
 
-        With a runtime attached, overrides, registrations' claims and vetoes
-        are applied (see :meth:`RuntimeInputs.served_state`).
+    def served(self, region: str, server: ServerConfig) -> Served:
+        """How ``server`` of ``region`` is served now (health, effective weight, why).
+
+        Read-only: the slow-start clocks advance only when the view is rebuilt.
         """
-        key = ServerKey(region, server.address, server.port)
-        health: Any = self.health.get(key)
-        if self.consensus is not None and health is not None:
-            combined = self.consensus.served(key, health.healthy)
-            if combined is not None and combined != health.healthy:
-                health = CombinedVerdict(combined, health.last_healthy)
-        if self.runtime is not None:
-            return self.runtime.served_state(region, server, health)
-        if health is None:
-            return ServedState(healthy=True, weight=float(server.weight))
-        return ServedState(healthy=health.healthy, weight=float(server.weight),
-                           last_healthy=health.last_healthy)
+        return served(self.inputs(), region, server)
+
+    def judge(self) -> Callable[[str, ServerConfig], Served]:
+        """:meth:`served` over one snapshot of the inputs: for judging many servers at once."""
+        inputs = self.inputs()
+        return lambda region, server: served(inputs, region, server)
+
+    def servers(self, region: str) -> List[ServerConfig]:
+        """The candidates of ``region``: its configured servers, then its served registrations."""
+        try:
+            configured = list(self.config.region(region).servers)
+        except KeyError:
+            return []
+        return configured + list(self.runtime.extra_servers(region) if self.runtime is not None else ())
+
+    def served_at(self, region: str, address: str, port: int) -> Served:
+        """:meth:`served` of the server at address:port of ``region`` (base weight 0 when unknown)."""
+        for server in self.servers(region):
+            if server.address == address and server.port == port:
+                return self.served(region, server)
+        return self.served(region, ServerConfig(address, port, weight=0))
+
+    def peer_verdicts(self, key: ServerKey) -> Dict[str, bool]:
+        """Each other node's fresh verdict for ``key`` (empty in standalone mode)."""
+        return self._peers.snapshot().per_node(key) if self._peers is not None else {}
+
+    def bleeding_servers(self) -> int:
+        """How many servers predictive health is bleeding now (draining, drained or restoring)."""
+        return bleeding_servers(self.config.cluster.predictive_health.enabled,
+                                self._records().signals.values(), self._reactor.seconds())
+
+    def registration_status(self, registration: Mapping[str, Any]) -> Dict[str, Any]:
+        """How one registration is served, for the API (raw numbers, not text).
+
+        ``served``: whether it is a candidate now; ``not_served``: why not
+        (``None`` when served); ``healthy``: the verdict DNS uses;
+        ``judged_by``: ``"claim"`` or ``"check"``; ``signal`` / ``veto``:
+        the records (the veto only while in force) or ``None``; ``bleed``:
+        the :class:`~opengslb.served.bleed.BleedState` now; ``last_seen``,
+        ``expires_at``; ``effective_weight`` and ``weight_source``.
+        """
+        assert self.runtime is not None
+        region, address, port = registration["region"], registration["address"], registration["port"]
+        key = ServerKey(region, address, port)
+        records, now = self._records(), self._reactor.seconds()
+        why = self.runtime.not_served(registration)
+        if why is None:
+            record = self.served(region, ServerConfig(address, port, int(registration["weight"])))
+            healthy, weight, source, bleed = record.healthy, record.weight, record.source, record.bleed
+        else:
+            healthy, weight, source = False, 0.0, "registration"
+            bleed = served_bleed(self.config.cluster.predictive_health.enabled, records.signal(key), now)
+        return {
+            "served": why is None,
+            "not_served": why,
+            "healthy": healthy,
+            "judged_by": "check" if registration.get("claim") is None else "claim",
+            "signal": records.signal(key),
+            "bleed": bleed,
+            "veto": records.veto(key, now),
+            "last_seen": self.runtime.last_seen(registration),
+            "expires_at": self.runtime.expires_at(registration),
+            "effective_weight": weight,
+            "weight_source": source,
+        }
 
     def on_stale(self, domain: DomainView, chosen: Candidate) -> None:
         """Count a stale answer; log it once per domain until health changes."""
@@ -160,20 +256,76 @@ class Gslb:
 
     # -- internals --------------------------------------------------------
 
+    def _records(self) -> RuntimeRecords:
+        return self.runtime.records() if self.runtime is not None else NO_RECORDS
+
     def _health_changed(self, key: ServerKey, health: ServerHealth) -> None:
         self.request_rebuild([key.region])
+
+    def _runtime_changed(self) -> None:
+        self._check_registrations()
+        self.request_rebuild()
+
+    def _check_registrations(self) -> None:
+        """Health-check the served registrations without a claim, with their region's settings."""
+        assert self.runtime is not None
+        wanted = self.runtime.unclaimed_servers()
+        configured = self.config.server_endpoints  # (region, address, port): equal to ServerKeys
+        regions = self.config.regions_by_name
+        try:
+            for key in self._checked - set(wanted):
+                if key not in configured:
+                    self.health.remove_server(key)
+            for key, server in wanted.items():
+                self.health.add_server(key, server, regions[key.region].health_check, initial_healthy=False)
+        except RuntimeError:  # the health manager is stopped: shutting down
+            return
+        self._checked = set(wanted)
 
     def _check_finished(self, key: ServerKey, success: bool, duration: float) -> None:
         label = (key.region, f"{key.address}:{key.port}", "success" if success else "failure")
         self.check_results[label] = self.check_results.get(label, 0) + 1
-        if self.on_check_duration is not None:
-            self.on_check_duration(duration)
+        self.check_durations.observe(duration)
+        if success and self.routing_inputs.latency is not None:
+            self.routing_inputs.latency.record(key.region, key.address, key.port, duration)
+
+    def _reload_geoip(self, config: Config) -> None:
+        """Reopen the GeoIP database (a reload picks up a file updated in place); keep the old on failure."""
+        geoip = self.routing_inputs.geoip
+        if geoip is None:
+            return
+        try:
+            geoip.load(config.geoip.database)
+        except GeoIPError as error:
+            log.error("{error}; keeping the GeoIP database in use", error=str(error), event="geoip_failed")
 
     def _build(self) -> AnsweringView:
+        """A new view from the current inputs; keeps the slow-start clocks and ramp ends it found."""
+        now = self._reactor.seconds()
+        inputs = self.inputs(now)
+        full = self._dirty is None or not hasattr(self, "view")
+        clocks: Dict[ServerKey, RampClock] = {} if full else dict(self._ramps)
+        ends: Dict[str, float] = {}
+        judged: Set[str] = set()
+
+        def lookup(region: str, server: ServerConfig) -> Served:
+            record = served(inputs, region, server)
+            clocks[ServerKey(region, server.address, server.port)] = record.ramp
+            judged.add(region)
+            if record.ramp_ends_at is not None:
+                ends[region] = min(ends.get(region, record.ramp_ends_at), record.ramp_ends_at)
+            return record
+
         extra = self.runtime.extra_servers if self.runtime is not None else None
-        return build_view(self.config, self.served_state, self._rng, extra=extra,
-                          now=self._reactor.seconds(), previous=getattr(self, "view", None),
-                          dirty=self._dirty)
+        view = build_view(self.config, lookup, self._rng, extra=extra, now=now,
+                          previous=getattr(self, "view", None), dirty=self._dirty,
+                          inputs=self.routing_inputs)
+        regions = self.config.regions_by_name
+        for region, end in self._ramp_ends.items():  # regions carried over keep their ramps
+            if region not in judged and region in regions and end > now:
+                ends.setdefault(region, end)
+        self._ramps, self._ramp_ends = clocks, ends
+        return view
 
     def _rebuild_now(self) -> None:
         self._rebuild_pending = False
@@ -182,8 +334,25 @@ class Gslb:
         self._dirty = set()
         self._stale_logged.clear()
         self._log_failovers(previous, self.view)
+        self._schedule_ramp()
         for listener in self._listeners:
             listener(self.view)
+
+    def _schedule_ramp(self) -> None:
+        """While a ramp is in progress, rebuild its regions every RAMP_STEP s and at each ramp's end."""
+        if self._stopped or not self._ramp_ends:
+            return
+        now = self._reactor.seconds()
+        due = min(now + self.RAMP_STEP, max(now, min(self._ramp_ends.values())))
+        if self._ramp_call is not None and self._ramp_call.active():
+            if self._ramp_call.getTime() <= due:
+                return
+            self._ramp_call.cancel()
+        self._ramp_call = self._reactor.callLater(due - now, self._ramp_step)
+
+    def _ramp_step(self) -> None:
+        self._ramp_call = None
+        self.request_rebuild(set(self._ramp_ends))
 
     def _log_failovers(self, before: AnsweringView, after: AnsweringView) -> None:
         """Log when a failover domain's active server changes."""
@@ -198,12 +367,8 @@ class Gslb:
                              old=old.endpoint, new=new.endpoint, event="failover")
 
 
-class CombinedVerdict(NamedTuple):
-    """A server's health as served after combining node verdicts (duck-types ServerHealth)."""
-
-    healthy: bool
-    last_healthy: Optional[float]
-
-
 def _first_choice(domain: DomainView, family: int) -> Optional[Candidate]:
     return domain.families[family].picker.pick()
+
+
+__all__ = ["Gslb", "PeerSource"]

@@ -33,9 +33,7 @@ from twisted.web.server import Request
 
 from opengslb.api.auth import parse_address, within
 from opengslb.config.model import MetricsConfig
-from opengslb.health.tracker import ServerKey
 from opengslb.httpserve import Gate, ListenerLimits, Refusal
-from opengslb.stats import CHECK_DURATION_BOUNDS, DurationHistogram
 
 if TYPE_CHECKING:
     from opengslb.cluster.overwatch import Overwatch
@@ -57,8 +55,9 @@ class Metrics:
     """The OpenGSLB metrics registry, collected at scrape time.
 
     :param gslb: the core; its ``config`` may be swapped by a reload, so it is
-        read afresh at every scrape.  Its ``on_check_duration`` hook is set
-        here to feed ``opengslb_health_check_duration_seconds``.
+        read afresh at every scrape.  Its counters (``stats``,
+        ``check_results``, ``check_durations``) and its served policy
+        (``served``, ``bleeding_servers``) feed the families.
     :param reloader: reload counters (``successes``, ``failures``,
         ``last_success``).
     :param version: the value of ``opengslb_app_info{version}``.
@@ -72,9 +71,6 @@ class Metrics:
         ``opengslb_bleeding_servers`` are exposed.
     :param overwatch: the leader's :class:`~opengslb.cluster.overwatch.Overwatch`;
         with it, ``opengslb_overwatch_disagreements_total{mode}`` is exposed.
-
-    ``runtime`` and ``overwatch`` are read at every scrape, so they may also
-    be assigned after construction.
 
     ``registry`` is private to this object (never the global REGISTRY) and
     also holds prometheus_client's standard process, platform and GC
@@ -91,8 +87,6 @@ class Metrics:
         self.runtime = runtime
         self.overwatch = overwatch
         self.started = clock.seconds()
-        self.check_durations = DurationHistogram(CHECK_DURATION_BOUNDS)
-        gslb.on_check_duration = self.check_durations.observe
         self.registry = CollectorRegistry()
         self.registry.register(_GslbCollector(self))
         ProcessCollector(registry=self.registry)
@@ -130,14 +124,14 @@ class _GslbCollector(Collector):
                          stats.durations.bounds, stats.durations.counts, stats.durations.sum)
         yield _counter("opengslb_health_check_results_total", "Finished health checks.",
                        ["region", "server", "result"], gslb.check_results.items())
-        checks = self._metrics.check_durations
+        checks = gslb.check_durations
         yield _histogram("opengslb_health_check_duration_seconds", "Duration of one health check.",
                          checks.bounds, checks.counts, checks.sum)
 
         healthy = GaugeMetricFamily("opengslb_healthy_servers", "Healthy servers per region.",
                                     labels=["region"])
         servers = GaugeMetricFamily("opengslb_region_servers",
-                                    "Servers per region, healthy or not (configured and checked).",
+                                    "Servers per region, healthy or not (configured and served registrations).",
                                     labels=["region"])
         healthy_counts, all_counts = _per_region(gslb)
         for region, count in healthy_counts.items():
@@ -151,6 +145,13 @@ class _GslbCollector(Collector):
         yield _counter("opengslb_dns_stale_answers_total",
                        "Answers with the last healthy address while every server was down.",
                        ["domain"], (((domain,), n) for domain, n in stats.stale.items()))
+        yield _counter("opengslb_all_down_answers_total",
+                       "Answers made by a domain's when_all_down policy (every server of the family down).",
+                       ["domain", "policy"], stats.all_down.items())
+        ecs = CounterMetricFamily("opengslb_dns_ecs_queries",
+                                  "DNS queries carrying an EDNS Client Subnet option (RFC 7871).")
+        ecs.add_metric([], stats.ecs_queries)
+        yield ecs
 
         reloads = CounterMetricFamily("opengslb_config_reloads_total", "Configuration reloads.",
                                       labels=["result"])
@@ -173,7 +174,8 @@ class _GslbCollector(Collector):
         yield from self._runtime_families()
 
     def _runtime_families(self) -> Iterable[Metric]:
-        """Runtime-state gauges and the overwatch counter, when those parts are attached."""
+        """Runtime-state gauges and the overwatch counter, when those parts are given."""
+        gslb = self._metrics.gslb
         runtime = self._metrics.runtime
         if runtime is not None:
             now = self._metrics.clock.seconds()
@@ -185,7 +187,7 @@ class _GslbCollector(Collector):
             yield GaugeMetricFamily("opengslb_bleeding_servers",
                                     "Servers whose weight predictive health is lowering now "
                                     "(draining, drained or ramping back).",
-                                    value=runtime.bleeding_servers())
+                                    value=gslb.bleeding_servers())
         overwatch = self._metrics.overwatch
         if overwatch is not None:
             yield _counter("opengslb_overwatch_disagreements_total",
@@ -215,22 +217,16 @@ def _histogram(name: str, documentation: str, bounds: Sequence[float], counts: S
 
 
 def _per_region(gslb: "Gslb") -> tuple[dict[str, int], dict[str, int]]:
-    """(healthy, all) servers per region: every configured region is present (0 when none).
-
-    Checked servers count by their verdict; a configured server with no
-    verdict yet counts as healthy, the way DNS serves it.
-    """
-    states = gslb.health.states()
-    healthy = {region.name: 0 for region in gslb.config.regions}
-    total = dict(healthy)
-    for key, health in states.items():
-        healthy[key.region] = healthy.get(key.region, 0) + (1 if health.healthy else 0)
-        total[key.region] = total.get(key.region, 0) + 1
+    """(healthy, all) candidates per region, as DNS serves them (the served policy):
+    configured servers and served registrations.  Every configured region is
+    present (0 when it has none)."""
+    healthy: dict[str, int] = {}
+    total: dict[str, int] = {}
+    judge = gslb.judge()
     for region in gslb.config.regions:
-        for server in region.servers:
-            if ServerKey(region.name, server.address, server.port) not in states:
-                healthy[region.name] += 1
-                total[region.name] += 1
+        servers = gslb.servers(region.name)
+        total[region.name] = len(servers)
+        healthy[region.name] = sum(1 for server in servers if judge(region.name, server).healthy)
     return healthy, total
 
 

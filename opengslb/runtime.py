@@ -1,43 +1,14 @@
-"""Runtime state → the answering view: overrides, registrations, expiry (SPEC §4, §6, §7.7).
+"""Runtime state: the commands that change it, coarse heartbeats and expiry (SPEC §6, §7.7).
 
-:class:`Runtime` sits between a runtime-state store (the standalone
+:class:`Runtime` sits on a runtime-state store (the standalone
 :class:`~opengslb.state.local.LocalStore` or the Raft-replicated store; both
-offer ``machine``, ``propose``, ``add_listener`` and ``writable``) and the
-:class:`~opengslb.core.Gslb` core:
+offer ``machine``, ``propose``, ``add_listener`` and ``writable``).  It does
+three things:
 
-* **Effective weight** of a server = the override's weight when one is set,
-  else its base weight (the configured weight, or the registration's), times
-  :meth:`Runtime.bleed_factor`.  An override with ``enabled: false`` makes it
-  0; weight 0 removes the server from every algorithm's candidates.  Expired
-  overrides stop counting at once, before the leader's ``override.expire``
-  command removes them.
-* **Registered servers** (``service.register``) are candidates of every
-  domain listing their region, after the configured servers, in registration
-  order.  One whose registration carries a claim (``healthy`` true/false) is
-  judged by the claim from its last heartbeat; one without a claim is health
-  checked with its region's settings and starts unhealthy until its first
-  passing check.  A registration whose region is no longer configured, or
-  whose region+address is now a configured server (the configuration wins),
-  is kept in the store but not served.
-* **Predictive bleed** (SPEC §7.6): with
-  ``cluster.predictive_health.enabled``, a server's signal record (from its
-  agent's heartbeats) ramps :meth:`Runtime.bleed_factor` smoothly from 1.0
-  down to 0.05 over the reason's ``bleed_duration`` and back after a clear
-  (the math is :mod:`opengslb.cluster.predictive`).  While any ramp is in
-  progress the view is rebuilt every :attr:`Runtime.RAMP_STEP` seconds, and
-  once more at the exact end of each ramp.  A fully bled server (at the
-  floor, bleed still active) is marked ``drained`` in its served state, which
-  the failover algorithm skips while another eligible server is not drained;
-  weighted and round-robin simply give it 5% of its weight.
-* **Vetoes** (the leader's :class:`~opengslb.cluster.overwatch.Overwatch`
-  proposes them) make a server unhealthy while active.
-* **Rebuilds**: every change of the store reconciles the health checks of
-  registered servers and asks the core for a view rebuild on the next
-  reactor turn (coalesced).
-* **Expiry**: on the leader (``is_leader()``), a ``LoopingCall`` every
-  :attr:`Runtime.EXPIRY_INTERVAL` seconds proposes ``service.expire`` for
-  registrations past their deadline and ``override.expire`` for expired
-  overrides, both carrying the leader's ``reactor.seconds()``.
+* **Commands.** Overrides, registrations, heartbeats, vetoes: checked,
+  proposed with the leader's ``reactor.seconds()``, and logged once
+  committed.  A write that cannot be committed fails with
+  :class:`WriteFailed` (the API answers 503).
 * **Coarse heartbeats** (SPEC §6): a heartbeat is proposed only when it
   changes the claim or the signal, or when the replicated ``last_heartbeat``
   is older than ``ttl/3``; otherwise it only updates an in-memory last-seen
@@ -45,7 +16,19 @@ offer ``machine``, ``propose``, ``add_listener`` and ``writable``) and the
   in-memory last seen, when this node became leader) + ttl``: a node that has
   just become leader (or just started, standalone) grants every registration
   one full ttl of grace, since the previous leader's last-seen times were
-  never replicated.
+  never replicated.  A bleed that (re)starts while a ramp is under way is
+  back-dated so the weight never steps (:func:`~opengslb.served.bleed.continuing_since`).
+* **Expiry**: on the leader (``is_leader()``), a ``LoopingCall`` every
+  :attr:`Runtime.EXPIRY_INTERVAL` seconds proposes ``service.expire`` for
+  registrations past their deadline and ``override.expire`` for expired
+  overrides, both carrying the leader's ``reactor.seconds()``.
+
+What the records mean for serving is not decided here: :meth:`Runtime.records`
+gives a snapshot (:class:`~opengslb.served.records.RuntimeRecords`) to the
+served policy (:mod:`opengslb.served`), and listeners (the core) hear of every
+change — after each applied command (coalesced to one notice per reactor turn)
+and when an override's expiry passes (it stops counting at once, before the
+leader's ``override.expire`` removes it).
 
 Everything runs on the reactor thread; time is ``reactor.seconds()``.
 """
@@ -53,33 +36,28 @@ Everything runs on the reactor thread; time is ``reactor.seconds()``.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import AbstractSet, Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from opengslb.cluster.predictive import NO_BLEED, BleedState, bleed_state, continuing_since
-from opengslb.config.model import Config, HealthCheckConfig, ServerConfig
-from opengslb.dns.view import ServedState
-from opengslb.health.tracker import ServerHealth, ServerKey
+from opengslb.config.model import Config, ServerConfig
+from opengslb.health.tracker import ServerKey
+from opengslb.served.bleed import bleed_state, continuing_since
+from opengslb.served.records import Registrations, RuntimeRecords, served_registrations
 from opengslb.state.machine import Command, Result, StateMachine, registration_servers, server_key
 
 log = Logger(namespace="opengslb.runtime")
 
-__all__ = ["NotFound", "Rejected", "Runtime", "Store", "WeightInfo", "WriteFailed"]
+__all__ = ["NotFound", "Rejected", "Runtime", "Store", "WriteFailed"]
 
 #: Signal reason → the ``cluster.predictive_health`` entry holding its bleed duration.
 SIGNAL_SETTINGS = {"cpu_high": "cpu", "memory_high": "memory", "error_rate_high": "error_rate"}
 
-#: Whether :class:`ServedState` (and routing's Candidate) carry ``drained``, the flag that
-#: makes failover yield a fully bled primary.  Without it a drained server keeps 5% of its
-#: weight everywhere, failover included.
-
-#: The bleed state of a server whose signal is ignored (predictive health is disabled).
-_DISABLED = BleedState(1.0, "disabled")
+#: ``listener()``: the runtime records changed (any server may be served differently).
+Listener = Callable[[], None]
 
 
 class Store(Protocol):
@@ -121,31 +99,17 @@ class NotFound(Exception):
     """No such override or registration."""
 
 
-@dataclass(frozen=True)
-class WeightInfo:
-    """How a server's effective weight comes about.
-
-    ``base`` is the configured (or registered) weight; ``source`` is where
-    the weight before the bleed factor comes from: ``"config"``,
-    ``"registration"`` or ``"override"``.
-    """
-
-    base: int
-    effective: float
-    source: str
-
-
 def _never() -> float:
     return float("-inf")
 
 
 class Runtime:
-    """Applies the runtime state to the core and runs the leader's expiry.
+    """Runtime-state commands, coarse heartbeats and the leader's expiry.
 
     :param reactor: ``IReactorTime`` for time and the expiry loop.
-    :param gslb: the core (:class:`opengslb.core.Gslb`); the runtime attaches
-        itself to it at construction.
     :param store: the runtime-state store (see :class:`Store`).
+    :param config: the configuration in force; a reload passes the new one
+        to :meth:`config_changed`.
     :param is_leader: whether this node may expire registrations and
         overrides (standalone: always).
     :param id_factory: new registration ids (uuid4 hex by default).
@@ -158,31 +122,25 @@ class Runtime:
     #: A heartbeat that changes nothing is replicated once the replicated
     #: ``last_heartbeat`` is older than this fraction of the ttl.
     REFRESH_FRACTION = 1.0 / 3.0
-    #: Seconds between two view rebuilds while a bleed ramp is in progress.
-    RAMP_STEP = 0.5
 
-    def __init__(self, reactor: Any, gslb: Any, store: Store,
+    def __init__(self, reactor: Any, store: Store, config: Config,
                  is_leader: Callable[[], bool] = lambda: True,
                  id_factory: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         self._reactor = reactor
-        self._gslb = gslb
         self._store = store
+        self._config = config
         self._is_leader = is_leader
         self._id_factory = id_factory
+        self._listeners: List[Listener] = []
         self._last_seen: Dict[str, float] = {}
         self._refresh_proposed: Dict[str, float] = {}
         self._leader_since: Optional[float] = None
-        self._checked: Set[ServerKey] = set()
-        self._extra: Dict[str, Tuple[ServerConfig, ...]] = {}
-        self._served: Dict[ServerKey, Dict[str, Any]] = {}
-        self._not_served: Dict[str, str] = {}  # registration id → why it is not served
+        self._registrations = Registrations({}, {}, {})
         self._next_override_expiry: Optional[float] = None
         self._refresh_pending = False
         self._loop: Optional[LoopingCall] = None
-        self._ramp_call: Optional[Any] = None  # IDelayedCall of the next ramp rebuild
         self._stopped = False
         store.add_listener(self._state_changed)
-        gslb.attach_runtime(self)
         self._reconcile()
 
     # -- lifecycle ----------------------------------------------------------------
@@ -191,12 +149,20 @@ class Runtime:
     def machine(self) -> StateMachine:
         return self._store.machine
 
+    @property
+    def config(self) -> Config:
+        """The configuration the runtime judges registrations against."""
+        return self._config
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener()`` whenever the records change what may be served."""
+        self._listeners.append(listener)
+
     def start(self) -> None:
         """Apply the (loaded) state and start the expiry loop."""
         self._stopped = False
         self._reconcile()
-        self._gslb.request_rebuild()
-        self._schedule_ramp()
+        self._notify()
         if self._loop is None:
             self._loop = LoopingCall(self._tick)
             self._loop.clock = self._reactor
@@ -209,9 +175,6 @@ class Runtime:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        if self._ramp_call is not None and self._ramp_call.active():
-            self._ramp_call.cancel()
-        self._ramp_call = None
 
     def is_leader(self) -> bool:
         """Whether this node leads (may expire, veto, ...); False when the check itself fails."""
@@ -221,112 +184,41 @@ class Runtime:
             log.failure("is_leader() failed; treating this node as not the leader")
             return False
 
-    # -- what the core asks (RuntimeInputs) ---------------------------------------
+    def config_changed(self, config: Config) -> None:
+        """A reload swapped the configuration: re-judge which registrations are served."""
+        self._config = config
+        self._reconcile()
+
+    # -- the records, read side ----------------------------------------------------
+
+    def records(self) -> RuntimeRecords:
+        """A snapshot of the records for the served policy (live mappings: valid this reactor turn)."""
+        machine = self.machine
+        return RuntimeRecords(overrides=machine.overrides, registrations=self._registrations.served,
+                              vetoes=machine.vetoes, signals=machine.signals, last_seen=self._last_seen)
 
     def extra_servers(self, region: str) -> Sequence[ServerConfig]:
-        """The served registrations of ``region`` in registration order."""
-        return self._extra.get(region, ())
+        """The served registrations of ``region`` as servers, in registration order."""
+        return self._registrations.extra.get(region, ())
 
-    def served_state(self, region: str, server: ServerConfig,
-                     health: Optional[ServerHealth]) -> ServedState:
-        """Served health and effective weight of a configured or registered server."""
-        key = ServerKey(region, server.address, server.port)
-        registration = self._served.get(key)
-        if registration is None:
-            healthy = health.healthy if health is not None else True
-            last_healthy = health.last_healthy if health is not None else None
-        else:
-            healthy, last_healthy = self._registration_health(registration, health)
-        if self._vetoed(key):
-            healthy = False
-        # ``server.weight`` is the base weight: configured, or the registration's (extra_servers).
-        source = "config" if registration is None else "registration"
-        weight = self._effective(key, int(server.weight), source).effective
-        return ServedState(healthy=healthy, weight=weight, last_healthy=last_healthy,
-                           drained=self.bleed_state(key).drained)
+    def unclaimed_servers(self) -> Dict[ServerKey, ServerConfig]:
+        """Served registrations without a claim: health-checked with their region's settings."""
+        return {key: server for region, servers in self._registrations.extra.items() for server in servers
+                if (key := ServerKey(region, server.address, server.port)) in self._registrations.served
+                and self._registrations.served[key].get("claim") is None}
 
-    def config_changed(self) -> None:
-        """A reload swapped the configuration: re-judge which registrations are served."""
-        self._reconcile()
-        self._schedule_ramp()
-
-    # -- effective weight -----------------------------------------------------------
-
-    def bleed_factor(self, key: ServerKey) -> float:
-        """The predictive-health multiplier of ``key``'s weight, from 0.05 to 1.0.
-
-        1.0 unless ``cluster.predictive_health.enabled``; then computed from
-        the server's record in ``machine.signals`` at ``reactor.seconds()``:
-        a ``bleed`` lowers it smoothly to 0.05 over the reason's
-        ``bleed_duration`` and a ``clear`` ramps it back to 1.0 over the same
-        time (SPEC §7.6, :func:`opengslb.cluster.predictive.bleed_state`).
-        """
-        return self.bleed_state(key).factor
-
-    def bleed_state(self, key: ServerKey) -> BleedState:
-        """Where ``key``'s bleed ramp stands now.
-
-        Phase ``"none"`` without a signal record, ``"disabled"`` (factor 1.0)
-        when there is one but ``cluster.predictive_health.enabled`` is false.
-        """
-        record = self.machine.signals.get(server_key(key.region, key.address, key.port))
-        if record is None:
-            return NO_BLEED
-        if not self._gslb.config.cluster.predictive_health.enabled:
-            return _DISABLED
-        return bleed_state(record, self._reactor.seconds())
-
-    def bleeding_servers(self) -> int:
-        """How many servers have a bleed factor below 1.0 now (draining, drained or restoring)."""
-        if not self._gslb.config.cluster.predictive_health.enabled:
-            return 0
-        now = self._reactor.seconds()
-        return sum(1 for record in self.machine.signals.values() if bleed_state(record, now).bleeding)
-
-    def weight_info(self, region: str, address: str, port: int) -> WeightInfo:
-        """Base weight, effective weight and its source for one configured or registered server."""
-        key = ServerKey(region, address, port)
-        registration = self._served.get(key)
-        if registration is not None:
-            return self._effective(key, int(registration["weight"]), "registration")
-        return self._effective(key, self._configured_weight(region, address, port), "config")
-
-    def _effective(self, key: ServerKey, base: int, source: str) -> WeightInfo:
-        weight = float(base)
-        override = self.active_override(key.region, key.address)
-        if override is not None:
-            if override.get("enabled") is False:
-                weight, source = 0.0, "override"
-            elif override.get("weight") is not None:
-                weight, source = float(override["weight"]), "override"
-        return WeightInfo(base=base, effective=weight * self.bleed_factor(key), source=source)
-
-    def _configured_weight(self, region: str, address: str, port: int) -> int:
-        try:
-            servers = self._gslb.config.region(region).servers
-        except KeyError:
-            return 0
-        for server in servers:
-            if server.address == address and server.port == port:
-                return int(server.weight)
-        return 0
+    def not_served(self, registration: Mapping[str, Any]) -> Optional[str]:
+        """Why ``registration`` is not a candidate, or ``None`` when it is."""
+        key = ServerKey(registration["region"], registration["address"], registration["port"])
+        current = self._registrations.served.get(key)
+        if current is not None and current["id"] == registration["id"]:
+            return None
+        return self._registrations.not_served.get(registration["id"], "not served")
 
     def active_override(self, region: str, address: str) -> Optional[Dict[str, Any]]:
         """The override of region/address unless it has expired (a live record: do not change it)."""
-        override = self.machine.overrides.get(server_key(region, address))
-        if override is None:
-            return None
-        expires = override.get("expires_at")
-        if expires is not None and expires <= self._reactor.seconds():
-            return None
-        return override
-
-    def _vetoed(self, key: ServerKey) -> bool:
-        veto = self.machine.vetoes.get(server_key(key.region, key.address, key.port))
-        if veto is None:
-            return False
-        expires = veto.get("expires_at")
-        return expires is None or expires > self._reactor.seconds()
+        override = self.records().override(region, address, self._reactor.seconds())
+        return override  # type: ignore[return-value]
 
     def active_vetoes(self) -> Dict[str, Dict[str, Any]]:
         """Vetoes in force (``region/address:port`` → live record: do not change it)."""
@@ -340,80 +232,34 @@ class Runtime:
         These are the servers the overwatch checks (SPEC §7.7).
         """
         result = []
-        for region, servers in self._extra.items():
+        for region, servers in self._registrations.extra.items():
             for server in servers:
                 key = ServerKey(region, server.address, server.port)
-                registration = self._served.get(key)
+                registration = self._registrations.served.get(key)
                 if registration is not None and registration.get("claim") is not None:
-                    result.append((key, server, registration))
+                    result.append((key, server, dict(registration)))
         return result
 
-    # -- registrations, read side ----------------------------------------------------
-
-    def _registration_health(self, registration: Dict[str, Any],
-                             health: Optional[ServerHealth]) -> Tuple[bool, Optional[float]]:
-        claim = registration.get("claim")
-        if claim is None:
-            if health is None:
-                return False, None
-            return health.healthy, health.last_healthy
-        if claim:
-            return True, self.last_seen(registration)
-        return False, None
-
-    def last_seen(self, registration: Dict[str, Any]) -> float:
+    def last_seen(self, registration: Mapping[str, Any]) -> float:
         """The latest heartbeat known here: replicated or only seen by this node."""
-        return max(float(registration["last_heartbeat"]),
-                   self._last_seen.get(registration["id"], _never()))
+        return self.records().heard(registration)
 
-    def expires_at(self, registration: Dict[str, Any]) -> float:
+    def expires_at(self, registration: Mapping[str, Any]) -> float:
         """When the leader expires ``registration`` if no heartbeat arrives (see the module doc)."""
         start = self.last_seen(registration)
         if self._leader_since is not None:
             start = max(start, self._leader_since)
         return start + float(registration["ttl"])
 
-    def registration_status(self, registration: Dict[str, Any]) -> Dict[str, Any]:
-        """What the API shows of one registration besides its record (raw numbers, not text).
-
-        ``served``: whether it is a candidate now; ``not_served``: why not
-        (``None`` when served); ``healthy``: the verdict DNS uses;
-        ``judged_by``: ``"claim"`` or ``"check"``; ``signal`` / ``veto``:
-        the replicated records or ``None``; ``bleed``: the
-        :class:`~opengslb.cluster.predictive.BleedState` now;
-        ``last_seen``, ``expires_at``; ``weight``: a :class:`WeightInfo`.
-        """
-        region, address, port = registration["region"], registration["address"], registration["port"]
-        key = ServerKey(region, address, port)
-        current = self._served.get(key)
-        served = current is not None and current["id"] == registration["id"]
-        health = self._gslb.health.get(key)
-        healthy, _ = self._registration_health(registration, health)
-        if not served or self._vetoed(key):
-            healthy = False
-        veto = self.machine.vetoes.get(server_key(region, address, port))
-        return {
-            "served": served,
-            "not_served": None if served else self._not_served.get(registration["id"], "not served"),
-            "healthy": healthy,
-            "judged_by": "check" if registration.get("claim") is None else "claim",
-            "signal": self.machine.signals.get(server_key(region, address, port)),
-            "bleed": self.bleed_state(key),
-            "veto": veto if self._vetoed(key) else None,
-            "last_seen": self.last_seen(registration),
-            "expires_at": self.expires_at(registration),
-            "weight": self.weight_info(region, address, port) if served
-            else WeightInfo(int(registration["weight"]), 0.0, "registration"),
-        }
-
     def served_registrations(self, region: str) -> List[Dict[str, Any]]:
         """The served registrations of ``region`` (live records), in order."""
-        return [self._served[ServerKey(region, s.address, s.port)] for s in self.extra_servers(region)]
+        served = self._registrations.served
+        return [dict(served[ServerKey(region, s.address, s.port)]) for s in self.extra_servers(region)]
 
     def server_known(self, region: str, address: str) -> bool:
         """Whether ``address`` is a configured server of ``region`` or a served registration there."""
         try:
-            servers = self._gslb.config.region(region).servers
+            servers = self._config.region(region).servers
         except KeyError:
             return False
         return (any(s.address == address for s in servers)
@@ -581,7 +427,7 @@ class Runtime:
 
     def _log_signal(self, rid: str, server: str, region: str, signal: Dict[str, Any]) -> None:
         """Log a bleed or clear that was just replicated (SPEC §11: bleeds are logged)."""
-        settings = self._gslb.config.cluster.predictive_health
+        settings = self._config.cluster.predictive_health
         applied = "" if settings.enabled else " (ignored: cluster.predictive_health.enabled is false)"
         if signal.get("type") == "bleed":
             entry = getattr(settings, SIGNAL_SETTINGS.get(str(signal.get("reason")), "cpu"))
@@ -631,7 +477,7 @@ class Runtime:
         """A heartbeat's signal as the command carries it (with the configured bleed duration)."""
         if signal.get("type") != "bleed":
             return {"type": "clear"}
-        settings = self._gslb.config.cluster.predictive_health
+        settings = self._config.cluster.predictive_health
         entry = getattr(settings, SIGNAL_SETTINGS.get(str(signal.get("reason")), "cpu"))
         return {"type": "bleed", "reason": signal.get("reason"), "value": signal.get("value"),
                 "threshold": signal.get("threshold"), "bleed_duration": entry.bleed_duration}
@@ -646,64 +492,22 @@ class Runtime:
     def _refresh(self) -> None:
         self._refresh_pending = False
         self._reconcile()
-        self._gslb.request_rebuild()
-        self._schedule_ramp()
+        self._notify()
 
-    def _schedule_ramp(self) -> None:
-        """While a bleed ramp is in progress, rebuild every RAMP_STEP s and at each ramp's end."""
-        if self._stopped or not self._gslb.config.cluster.predictive_health.enabled:
-            return
-        now = self._reactor.seconds()
-        ends = [state.ramp_ends_at for state in
-                (bleed_state(record, now) for record in self.machine.signals.values())
-                if state.ramping and state.ramp_ends_at is not None]
-        if not ends:
-            return
-        due = min(now + self.RAMP_STEP, max(now, min(ends)))
-        if self._ramp_call is not None and self._ramp_call.active():
-            if self._ramp_call.getTime() <= due:
-                return
-            self._ramp_call.cancel()
-        self._ramp_call = self._reactor.callLater(due - now, self._ramp_step)
-
-    def _ramp_step(self) -> None:
-        self._ramp_call = None
-        # Only the regions of servers with a signal can have a changing bleed factor.
-        self._gslb.request_rebuild({key.split("/", 1)[0] for key in self.machine.signals})
-        self._schedule_ramp()
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                log.failure("a runtime-state listener failed")
 
     def _reconcile(self) -> None:
-        """Recompute the served registrations and the health checks of claimless ones."""
-        config: Config = self._gslb.config
-        regions = config.regions_by_name
-        configured = config.server_addresses  # (region, address)
-        configured_keys = config.server_endpoints  # (region, address, port): equal to ServerKeys
-        extra: Dict[str, List[ServerConfig]] = {}
-        served: Dict[ServerKey, Dict[str, Any]] = {}
-        not_served: Dict[str, str] = {}
-        checked: Dict[ServerKey, Tuple[ServerConfig, HealthCheckConfig]] = {}
-        for region, registration in registration_servers(self.machine):
-            rid, address = registration["id"], registration["address"]
-            if region not in regions:
-                not_served[rid] = f"region {region} is not in the configuration"
-            elif (region, address) in configured:
-                not_served[rid] = f"{address} is a configured server of region {region}"
-            if rid in not_served:
-                if self._not_served.get(rid) != not_served[rid]:
-                    log.warn("registration {id} is not served: {why}", id=rid, why=not_served[rid],
-                             event="service_not_served")
-                continue
-            server = ServerConfig(address=address, port=int(registration["port"]),
-                                  weight=int(registration["weight"]))
-            key = ServerKey(region, address, server.port)
-            extra.setdefault(region, []).append(server)
-            served[key] = registration
-            if registration.get("claim") is None:
-                checked[key] = (server, regions[region].health_check)
-        self._extra = {region: tuple(servers) for region, servers in extra.items()}
-        self._served = served
-        self._not_served = not_served
-        self._reconcile_checks(checked, configured_keys)
+        """Recompute which registrations are served (logging newly unserved ones) and the next expiry."""
+        registrations = served_registrations(self._config, (r for _, r in registration_servers(self.machine)))
+        for rid, why in registrations.not_served.items():
+            if self._registrations.not_served.get(rid) != why:
+                log.warn("registration {id} is not served: {why}", id=rid, why=why, event="service_not_served")
+        self._registrations = registrations
         known = set(self.machine.registrations)
         for table in (self._last_seen, self._refresh_proposed):
             for rid in [r for r in table if r not in known]:
@@ -712,18 +516,6 @@ class Runtime:
                     if o.get("expires_at") is not None]
         self._next_override_expiry = min(expiries) if expiries else None
 
-    def _reconcile_checks(self, wanted: Dict[ServerKey, Tuple[ServerConfig, HealthCheckConfig]],
-                          configured: AbstractSet[Tuple[str, str, int]]) -> None:
-        health = self._gslb.health
-        try:
-            for key in self._checked - set(wanted):
-                if key not in configured:
-                    health.remove_server(key)
-            for key, (server, settings) in wanted.items():
-                health.add_server(key, server, settings, initial_healthy=False)
-        except RuntimeError:  # the health manager is stopped: shutting down
-            return
-        self._checked = set(wanted)
 
     # -- the expiry loop ---------------------------------------------------------------------
 
@@ -745,7 +537,7 @@ class Runtime:
         if self._next_override_expiry is not None and self._next_override_expiry <= now:
             # The override stopped counting now, whoever proposes its removal.
             self._next_override_expiry = None
-            self._gslb.request_rebuild()
+            self._notify()
         if not leader or self._stopped or not self._store.writable:
             return defer.succeed(None)
         proposals: List["defer.Deferred[Any]"] = []

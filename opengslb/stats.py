@@ -56,6 +56,8 @@ class QueryStats:
         self.queries: dict[tuple[str, str, str], int] = {}
         self.routing: dict[tuple[str, str, str], int] = {}
         self.stale: dict[str, int] = {}
+        self.all_down: dict[tuple[str, str], int] = {}
+        self.ecs_queries = 0  # queries carrying an EDNS Client Subnet option
         self.durations = DurationHistogram(self.DURATION_BOUNDS)
         #: Record how long answering one query took, in seconds (the histogram's own method).
         self.observe_duration = self.durations.observe
@@ -69,6 +71,11 @@ class QueryStats:
         """Count one routing decision under (domain, algorithm, chosen server)."""
         key = (domain, algorithm, server)
         self.routing[key] = self.routing.get(key, 0) + 1
+
+    def count_all_down(self, domain: str, policy: str) -> None:
+        """Count one answer made by the domain's ``when_all_down`` policy."""
+        key = (domain, policy)
+        self.all_down[key] = self.all_down.get(key, 0) + 1
 
     def count_stale(self, domain: str) -> None:
         """Count one answer given with the last healthy address."""

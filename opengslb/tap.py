@@ -96,21 +96,29 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> service.IService:
-    """Build the service tree for validated ``options``."""
+    """Build the service tree for validated ``options``.
+
+    The node's own tree (:class:`opengslb.service.GslbNode`), then the
+    systemd notifier and, for ``--demo``, the demo backends: children of one
+    serial ``MultiService``, so they stop in the reverse order (systemd hears
+    STOPPING first, the node's listeners close last).
+    """
     from twisted.internet import reactor
 
-    from opengslb.service import GslbService
+    from opengslb.lifecycle import SerialMultiService
+    from opengslb.service import GslbNode
+    from opengslb.systemd import SystemdNotifier
 
     assert options.config is not None
-    root = service.MultiService()
+
     def adjust(config: Config) -> Config:
         return apply_flags(config, options["mode"], options["bootstrap"], options["join"])
 
-    gslb = GslbService(reactor, options.config, config_path=options["config"], adjust=adjust,
-                       log_observer=options.log_holder)
-    gslb.setServiceParent(root)
-    from opengslb.systemd import SystemdNotifier
-    SystemdNotifier(reactor, gslb.started, gslb.status_line).setServiceParent(root)
+    root = SerialMultiService()
+    node = GslbNode(reactor, options.config, config_path=options["config"], adjust=adjust,
+                    log_observer=options.log_holder)
+    node.service.setServiceParent(root)
+    SystemdNotifier(reactor, node.started, node.status_line).setServiceParent(root)
     if options["demo"]:
         from opengslb.demo import DemoBackends
         DemoBackends(reactor).setServiceParent(root)

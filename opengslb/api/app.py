@@ -194,7 +194,9 @@ def _shielded(d: "Deferred[Any]") -> "Deferred[Any]":
 class GslbAPI:
     """The ``/api/v1`` routes over the running service.
 
-    :param gslb: the core: ``config``, ``view``, ``health``, ``served_state``.
+    :param gslb: the core: ``config``, ``view``, ``health`` and the served policy
+        (``served``, ``served_at``, ``registration_status``): every health and
+        weight shown comes from there.
     :param reloader: runs a configuration reload (``reload()``).
     :param settings: returns the current ``api`` settings (they change on
         reload).
@@ -343,36 +345,28 @@ class GslbAPI:
     def _registrations_of(self, region: str) -> List[Dict[str, Any]]:
         return self.runtime.served_registrations(region) if self.runtime is not None else []
 
-    def _weight(self, region: str, server: ServerConfig) -> Tuple[int, float, str]:
-        """(base weight, effective weight, source) of a configured or registered server."""
-        if self.runtime is None:
-            served = self._gslb.served_state(region, server)
-            return server.weight, served.weight, "config"
-        info = self.runtime.weight_info(region, server.address, server.port)
-        return info.base, info.effective, info.source
-
     def _registered_health(self, region: str, registration: Dict[str, Any]) -> Dict[str, Any]:
-        assert self.runtime is not None
         server = ServerConfig(registration["address"], registration["port"], registration["weight"])
-        status = self.runtime.registration_status(registration)
-        if status["judged_by"] == "check":
+        served = self._gslb.served(region, server)
+        if served.judged_by == "check":
             return self._server_health(region, server, registration)
+        assert self.runtime is not None
         claim = bool(registration.get("claim"))
-        base, effective, source = self._weight(region, server)
+        last_seen = self.runtime.last_seen(registration)
         return {
             "address": server.address,
             "port": server.port,
             "region": region,
-            "healthy": status["healthy"],
+            "healthy": served.healthy,
             "status": "healthy" if claim else "unhealthy",
-            "last_check": rfc3339(status["last_seen"]),
-            "last_healthy": rfc3339(status["last_seen"] if claim else None),
+            "last_check": rfc3339(last_seen),
+            "last_healthy": rfc3339(last_seen if claim else None),
             "consecutive_failures": 0,
             "consecutive_successes": 0,
             "last_error": None if claim else "the agent claims its service is unhealthy",
-            "weight": base,
-            "effective_weight": effective,
-            "weight_source": source,
+            "weight": served.base,
+            "effective_weight": served.weight,
+            "weight_source": served.source,
             "registration_id": registration["id"],
             "judged_by": "claim",
             "node_verdicts": {},
@@ -380,9 +374,9 @@ class GslbAPI:
 
     def _server_health(self, region: str, server: ServerConfig,
                        registration: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-        health = self._gslb.health.get(ServerKey(region, server.address, server.port))
-        served = self._gslb.served_state(region, server)
-        base, effective, source = self._weight(region, server)
+        key = ServerKey(region, server.address, server.port)
+        health = self._gslb.health.get(key)
+        served = self._gslb.served(region, server)
         return {
             "address": server.address,
             "port": server.port,
@@ -394,12 +388,12 @@ class GslbAPI:
             "consecutive_failures": health.consecutive_failures if health is not None else 0,
             "consecutive_successes": health.consecutive_successes if health is not None else 0,
             "last_error": health.last_error if health is not None else None,
-            "weight": base,
-            "effective_weight": effective,
-            "weight_source": source,
+            "weight": served.base,
+            "effective_weight": served.weight,
+            "weight_source": served.source,
             "registration_id": registration["id"] if registration is not None else None,
             "judged_by": "check",
-            "node_verdicts": self._node_verdicts(ServerKey(region, server.address, server.port), health),
+            "node_verdicts": self._node_verdicts(key, health),
         }
 
     def _node_verdicts(self, key: ServerKey, health: Any) -> Dict[str, bool]:
@@ -407,21 +401,18 @@ class GslbAPI:
         verdicts: Dict[str, bool] = {}
         if health is not None:
             verdicts[self._cluster.self_id] = health.healthy
-        consensus = self._gslb.consensus
-        if consensus is not None:
-            verdicts.update(consensus.per_node(key))
+        verdicts.update(self._gslb.peer_verdicts(key))
         return verdicts
 
     @_route(app, "/api/v1/health/regions")
     def health_regions(self, request: Request) -> Dict[str, Any]:
         """Per region: server counts and ``health_percent`` (0.0 for a region without servers)."""
         regions = []
+        judge = self._gslb.judge()
         for region in self._gslb.config.regions:
-            servers = list(region.servers)
-            if self.runtime is not None:
-                servers += self.runtime.extra_servers(region.name)
+            servers = self._gslb.servers(region.name)
             total = len(servers)
-            healthy = sum(1 for s in servers if self._gslb.served_state(region.name, s).healthy)
+            healthy = sum(1 for s in servers if judge(region.name, s).healthy)
             regions.append({
                 "name": region.name,
                 "servers": total,
@@ -436,14 +427,10 @@ class GslbAPI:
     @_route(app, "/api/v1/domains")
     def domains(self, request: Request) -> Dict[str, Any]:
         view = self._gslb.view
-        configured = {(region.name, s.address, s.port): s.weight
-                      for region in view.config.regions for s in region.servers}
 
-        def weight(c: Any) -> Tuple[Optional[int], str]:
-            if self.runtime is None:
-                return configured.get((c.region, c.address, c.port)), "config"
-            info = self.runtime.weight_info(c.region, c.address, c.port)
-            return info.base, info.source
+        def weight(c: Any) -> Tuple[int, str]:
+            served = self._gslb.served_at(c.region, c.address, c.port)
+            return served.base, served.source
 
         return {"domains": [{
             "name": name,
@@ -534,7 +521,7 @@ class GslbAPI:
         runtime = self._runtime()
         records = sorted(runtime.machine.registrations.values(),
                          key=lambda r: (r["registered_at"], r["id"]))
-        return {"services": [_service_json(runtime, r) for r in records]}
+        return {"services": [_service_json(self._gslb, r) for r in records]}
 
     @_route(app, "/api/v1/services", "POST", scope="drain")
     def service_register(self, request: Request) -> "Deferred[Reply]":
@@ -585,7 +572,7 @@ class GslbAPI:
             raise APIError(400, "healthy must be true, false, null or absent (no claim)")
         signal = _signal(body["signal"]) if "signal" in body else None
         d = runtime.heartbeat(id, healthy, signal)
-        return _shielded(d).addCallbacks(lambda record: _service_json(runtime, record), _write_failed)
+        return _shielded(d).addCallbacks(lambda record: _service_json(self._gslb, record), _write_failed)
 
     @_route(app, "/api/v1/services/<id>", "DELETE", scope="drain")
     def service_deregister(self, request: Request, id: str) -> "Deferred[Dict[str, Any]]":
@@ -955,8 +942,8 @@ def _override_json(override: Mapping[str, Any]) -> Dict[str, Any]:
     }
 
 
-def _service_json(runtime: "Runtime", registration: Mapping[str, Any]) -> Dict[str, Any]:
-    status = runtime.registration_status(dict(registration))
+def _service_json(gslb: "Gslb", registration: Mapping[str, Any]) -> Dict[str, Any]:
+    status = gslb.registration_status(registration)
     signal = status["signal"]
     veto = status["veto"]
     bleed = status["bleed"]
@@ -966,8 +953,8 @@ def _service_json(runtime: "Runtime", registration: Mapping[str, Any]) -> Dict[s
         "address": registration["address"],
         "port": registration["port"],
         "weight": registration["weight"],
-        "effective_weight": status["weight"].effective,
-        "weight_source": status["weight"].source,
+        "effective_weight": status["effective_weight"],
+        "weight_source": status["weight_source"],
         "ttl": registration["ttl"],
         "agent": registration.get("agent"),
         "claim": registration.get("claim"),

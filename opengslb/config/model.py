@@ -25,6 +25,10 @@ CLUSTER_MODES: Tuple[str, ...] = ("standalone", "cluster")  # cluster.mode
 FOLLOWER_QUERIES: Tuple[str, ...] = ("refuse", "drop", "forward")  # cluster.follower_queries
 HEALTH_CONSENSUS_MODES: Tuple[str, ...] = ("majority", "any", "all", "leader")  # cluster.health_consensus
 VETO_MODES: Tuple[str, ...] = ("strict", "balanced", "permissive")  # cluster.overwatch.veto_mode
+#: domains[].when_all_down (SPEC §4.1): what to answer when every candidate of the asked family is down.
+ALL_DOWN_POLICIES: Tuple[str, ...] = ("servfail", "last-healthy", "all", "nodata", "fallback")
+#: Continent codes a GeoIP topology rule may name (the MaxMind database's ``continent.code``).
+CONTINENTS: Tuple[str, ...] = ("AF", "AN", "AS", "EU", "NA", "OC", "SA")
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,26 @@ class RegionConfig:
     name: str
     servers: Tuple[ServerConfig, ...]
     health_check: HealthCheckConfig = HealthCheckConfig()
+    #: Seconds over which a server that turns healthy (or is undrained) ramps 10% -> 100%; 0 = off.
+    slow_start: float = 0.0
+    #: latency algorithm: switch only to a server this many percent faster than the current one.
+    latency_hysteresis: float = 20.0
+
+
+@dataclass(frozen=True)
+class TopologyRule:
+    """One ``domains[].topology`` rule: a client selector and the region order it gets.
+
+    Exactly one selector is set: ``networks`` (matched longest prefix first,
+    over all rules), ``countries`` (ISO 3166 codes) or ``continents`` (the
+    last two need ``geoip.database``).  ``regions`` is the rule's region
+    order (a subset of the domain's regions).
+    """
+
+    regions: Tuple[str, ...]
+    networks: Tuple[IPNetwork, ...] = ()
+    countries: Tuple[str, ...] = ()
+    continents: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +182,15 @@ class DomainConfig:
     regions: Tuple[str, ...]
     routing_algorithm: str = "round-robin"
     ttl: Optional[int] = None  # None: dns.default_ttl
+    topology: Tuple[TopologyRule, ...] = ()  # geolocation only
+    answer_count: int = 1  # up to this many distinct healthy addresses per answer
+    when_all_down: Optional[str] = None  # one of ALL_DOWN_POLICIES; None: follows dns.return_last_healthy
+    fallback_addresses: Tuple[str, ...] = ()  # when_all_down: fallback
+
+
+@dataclass(frozen=True)
+class GeoIPConfig:
+    database: str = ""  # a MaxMind-format (.mmdb) file; "" = no GeoIP rules
 
 
 @dataclass(frozen=True)
@@ -228,6 +261,7 @@ class Config:
     regions: Tuple[RegionConfig, ...] = ()
     domains: Tuple[DomainConfig, ...] = ()
     cluster: ClusterConfig = ClusterConfig()
+    geoip: GeoIPConfig = GeoIPConfig()
     source: str = "<built-in>"  # the file it came from
     # Values other modules compute from this configuration alone, cached with it (e.g. the
     # DNS zone index); not part of its value.  Filled before the configuration is in use.
@@ -259,6 +293,12 @@ class Config:
 
     def domain_ttl(self, domain: DomainConfig) -> int:
         return self.dns.default_ttl if domain.ttl is None else domain.ttl
+
+    def all_down_policy(self, domain: DomainConfig) -> str:
+        """The domain's ``when_all_down``, defaulting by ``dns.return_last_healthy``."""
+        if domain.when_all_down is not None:
+            return domain.when_all_down
+        return "last-healthy" if self.dns.return_last_healthy else "servfail"
 
 
 _Part = TypeVar("_Part")

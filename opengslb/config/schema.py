@@ -9,12 +9,15 @@ the bounds of numbers and durations are here.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar
 
 from opengslb.config.durations import format_duration
 from opengslb.config.model import (
+    ALL_DOWN_POLICIES,
     CHECK_TYPES,
     CLUSTER_MODES,
+    CONTINENTS,
     FOLLOWER_QUERIES,
     HEALTH_CONSENSUS_MODES,
     LOG_FORMATS,
@@ -26,6 +29,7 @@ from opengslb.config.model import (
     Config,
     DNSConfig,
     DomainConfig,
+    GeoIPConfig,
     GossipConfig,
     HealthCheckConfig,
     IPNetwork,
@@ -39,6 +43,7 @@ from opengslb.config.model import (
     RegionConfig,
     ServerConfig,
     SOAConfig,
+    TopologyRule,
     ZoneConfig,
 )
 from opengslb.config.problems import Issue, KeyPath, format_path
@@ -48,9 +53,11 @@ from opengslb.config.values import (
     as_advertise,
     as_bool,
     as_choice,
+    as_code,
     as_dns_name,
     as_duration,
     as_encryption_key,
+    as_hysteresis,
     as_int,
     as_ip,
     as_listen,
@@ -58,6 +65,7 @@ from opengslb.config.values import (
     as_network,
     as_nonempty_string,
     as_nsid,
+    as_optional_duration,
     as_optional_ip,
     as_percent,
     as_positive_duration,
@@ -72,6 +80,7 @@ from opengslb.config.values import (
     suggest,
     within,
 )
+from opengslb.routing.geoip import GeoIPError, GeoIPLookup
 from opengslb.routing.registry import ALGORITHMS
 
 __all__ = ["MAX_TCP_CONNECTIONS", "MAX_TTL", "SECTIONS", "Checker", "cluster_issues"]
@@ -79,7 +88,7 @@ __all__ = ["MAX_TCP_CONNECTIONS", "MAX_TTL", "SECTIONS", "Checker", "cluster_iss
 MAX_TCP_CONNECTIONS = 65535
 
 T = TypeVar("T")
-SECTIONS = ("dns", "logging", "metrics", "api", "regions", "domains", "cluster")
+SECTIONS = ("dns", "logging", "metrics", "api", "geoip", "regions", "domains", "cluster")
 ROUTING_ALGORITHMS = tuple(ALGORITHMS)  # the routing registry is the one list of names
 MAX_TTL = 2**31 - 1  # RFC 2181 §8: a TTL is an unsigned 31-bit number of seconds
 # Bounds of the duration settings (seconds).  Every duration is above 0s; none
@@ -96,6 +105,8 @@ MAX_BLEED_DURATION = _DAY
 MIN_SIGNAL_WINDOW, MAX_SIGNAL_WINDOW = 1.0, _DAY
 MIN_EXTERNAL_CHECK_INTERVAL, MAX_EXTERNAL_CHECK_INTERVAL = 0.1, _DAY
 MAX_CLUSTER_MEMBERS = 7
+MAX_SLOW_START = _HOUR  # regions[].slow_start
+MAX_ANSWER_COUNT = 32  # domains[].answer_count (32 AAAA records still fit 1232 bytes)
 
 _DNS_KEYS = ("listen_address", "default_ttl", "return_last_healthy", "zones", "nsid",
              "tcp_max_connections", "tcp_max_connections_per_source")
@@ -119,7 +130,8 @@ _TOKEN_KEYS = ("token", "scope")
 MAX_LISTENER_CONNECTIONS = 100_000
 MAX_REQUEST_TIMEOUT = 300.0
 MAX_BODY_BYTES = 1024 * 1024
-_REGION_KEYS = ("name", "servers", "health_check")
+_REGION_KEYS = ("name", "servers", "health_check", "slow_start", "latency_hysteresis")
+_GEOIP_KEYS = ("database",)
 _SERVER_KEYS = ("address", "port", "weight", "host")
 _HEALTH_KEYS = (
     "type",
@@ -131,7 +143,10 @@ _HEALTH_KEYS = (
     "failure_threshold",
     "success_threshold",
 )
-_DOMAIN_KEYS = ("name", "routing_algorithm", "regions", "ttl")
+_DOMAIN_KEYS = ("name", "routing_algorithm", "regions", "ttl", "topology", "answer_count",
+                "when_all_down", "fallback_addresses")
+_TOPOLOGY_KEYS = ("networks", "countries", "continents", "regions")
+_SELECTORS = ("networks", "countries", "continents")
 _CLUSTER_KEYS = (
     "mode",
     "node_name",
@@ -281,8 +296,10 @@ class Checker:
         logging = self.logging(top.get("logging"), ("logging",))
         metrics = self.metrics(top.get("metrics"), ("metrics",))
         api = self.api(top.get("api"), ("api",))
+        geoip = self.geoip(top.get("geoip"), ("geoip",))
         regions = self.regions(top.get("regions"), ("regions",))
-        domains = self.domains(top.get("domains"), ("domains",), [r.name for r in regions])
+        domains = self.domains(top.get("domains"), ("domains",), [r.name for r in regions],
+                               bool(geoip.database))
         cluster = self.cluster(top.get("cluster"), ("cluster",))
         if cluster.mode == "cluster":
             # The file itself asks for cluster mode: hold it to cluster rules
@@ -299,6 +316,7 @@ class Checker:
             regions=regions,
             domains=domains,
             cluster=cluster,
+            geoip=geoip,
             source=filename,
         )
 
@@ -487,7 +505,13 @@ class Checker:
                 )
             servers = self.servers(m.get("servers"), rpath + ("servers",))
             health = self.health_check(m.get("health_check"), rpath + ("health_check",))
-            regions.append(RegionConfig(name=name, servers=servers, health_check=health))
+            defaults = RegionConfig(name="", servers=())
+            slow_start = self.field(m, "slow_start", rpath, defaults.slow_start,
+                                    lambda v: as_optional_duration(v, MAX_SLOW_START))
+            hysteresis = self.field(m, "latency_hysteresis", rpath, defaults.latency_hysteresis,
+                                    as_hysteresis)
+            regions.append(RegionConfig(name=name, servers=servers, health_check=health,
+                                        slow_start=slow_start, latency_hysteresis=hysteresis))
         return tuple(regions)
 
     def servers(self, value: Any, path: KeyPath) -> Tuple[ServerConfig, ...]:
@@ -544,7 +568,8 @@ class Checker:
             success_threshold=self.integer(m, "success_threshold", path, d.success_threshold, 1, 10),
         )
 
-    def domains(self, value: Any, path: KeyPath, region_names: Sequence[str]) -> Tuple[DomainConfig, ...]:
+    def domains(self, value: Any, path: KeyPath, region_names: Sequence[str],
+                geoip: bool = False) -> Tuple[DomainConfig, ...]:
         domains: List[DomainConfig] = []
         first: Dict[str, KeyPath] = {}
         known = set(region_names)
@@ -580,10 +605,126 @@ class Checker:
                     else:
                         regions.append(region)
             ttl = None if m.get("ttl") is None else self.integer(m, "ttl", dpath, 0, 0, MAX_TTL)
+            topology: Tuple[TopologyRule, ...] = ()
+            if m.get("topology") is not None:
+                if algorithm != "geolocation":
+                    self.add(dpath + ("topology",),
+                             f"only used by routing_algorithm: geolocation (this domain uses {algorithm})")
+                topology = self.topology(m["topology"], dpath + ("topology",), regions, geoip)
+            answer_count = self.integer(m, "answer_count", dpath, 1, 1, MAX_ANSWER_COUNT)
+            when_all_down: Optional[str] = None
+            if m.get("when_all_down") is not None:
+                when_all_down = self.choice(m, "when_all_down", dpath, "servfail", ALL_DOWN_POLICIES,
+                                            "when_all_down policy")
+            fallback = self.addresses(m, "fallback_addresses", dpath)
+            if when_all_down == "fallback" and not fallback and not self._reported(dpath + ("fallback_addresses",)):
+                self.add(dpath + ("fallback_addresses",),
+                         "required (at least one address) with when_all_down: fallback")
             domains.append(
-                DomainConfig(name=name, regions=tuple(regions), routing_algorithm=algorithm, ttl=ttl)
+                DomainConfig(name=name, regions=tuple(regions), routing_algorithm=algorithm, ttl=ttl,
+                             topology=topology, answer_count=answer_count, when_all_down=when_all_down,
+                             fallback_addresses=fallback)
             )
         return tuple(domains)
+
+    def _reported(self, path: KeyPath) -> bool:
+        """Whether an issue was already recorded at ``path`` or below it."""
+        return any(issue[:len(path)] == path for issue, _ in self.issues)
+
+    def addresses(self, m: Mapping[str, Any], key: str, path: KeyPath) -> Tuple[str, ...]:
+        """A list of server addresses at ``m[key]`` (canonical, no duplicates)."""
+        result: List[str] = []
+        for apath, item in self.items(m.get(key), path + (key,)):
+            try:
+                address = as_server_address(item)
+            except ValueError as error:
+                self.add(apath, str(error))
+                continue
+            if address in result:
+                self.add(apath, f"{address} is listed twice")
+            else:
+                result.append(address)
+        return tuple(result)
+
+    def topology(self, value: Any, path: KeyPath, domain_regions: Sequence[str],
+                 geoip: bool) -> Tuple[TopologyRule, ...]:
+        """``domains[].topology``: rules of one selector each and a region order from the domain's regions."""
+        rules: List[TopologyRule] = []
+        networks_seen: Dict[IPNetwork, KeyPath] = {}
+        for rpath, item in self.items(value, path):
+            m = self.section(item, rpath, _TOPOLOGY_KEYS)
+            if m is None:
+                continue
+            selectors = [key for key in _SELECTORS if key in m]
+            if len(selectors) != 1:
+                self.add(rpath, "needs exactly one of networks, countries or continents"
+                         + (f" (has {', '.join(selectors)})" if selectors else ""))
+            regions: List[str] = []
+            if "regions" not in m:
+                self.add(rpath + ("regions",), _MISSING)
+            else:
+                items = self.items(m["regions"], rpath + ("regions",))
+                if not items and isinstance(m["regions"], (list, type(None))):
+                    self.add(rpath + ("regions",), "must name at least one region")
+                for ipath, region in items:
+                    if not isinstance(region, str):
+                        self.add(ipath, f"must be a region name, not {kind_of(region)}")
+                    elif region not in domain_regions:
+                        self.add(ipath, f"region {region!r} is not one of this domain's regions"
+                                        f" ({one_of(domain_regions) or 'none'})")
+                    elif region in regions:
+                        self.add(ipath, f"region {region!r} is listed twice")
+                    else:
+                        regions.append(region)
+            networks: List[IPNetwork] = []
+            for npath, item_value in self.items(m.get("networks"), rpath + ("networks",)):
+                try:
+                    network = as_network(item_value)
+                except ValueError as error:
+                    self.add(npath, str(error))
+                    continue
+                if network in networks_seen:
+                    self.add(npath, f"network {network} is listed twice (also {format_path(networks_seen[network])})")
+                    continue
+                networks_seen[network] = npath
+                networks.append(network)
+            codes: Dict[str, List[str]] = {"countries": [], "continents": []}
+            for key in ("countries", "continents"):
+                if key not in m:
+                    continue
+                if not geoip:
+                    self.add(rpath + (key,), "needs geoip.database (a MaxMind-format file) to be set")
+                    continue
+                what, choices = ("country", None) if key == "countries" else ("continent", CONTINENTS)
+                for cpath, code_value in self.items(m[key], rpath + (key,)):
+                    try:
+                        code = as_code(code_value, what, choices)
+                    except ValueError as error:
+                        self.add(cpath, str(error))
+                        continue
+                    if code not in codes[key]:
+                        codes[key].append(code)
+            if len(selectors) == 1 and not (networks or codes["countries"] or codes["continents"]) \
+                    and not self._reported(rpath):
+                self.add(rpath + (selectors[0],), "must list at least one entry")
+            rules.append(TopologyRule(regions=tuple(regions), networks=tuple(networks),
+                                      countries=tuple(codes["countries"]),
+                                      continents=tuple(codes["continents"])))
+        return tuple(rules)
+
+    def geoip(self, value: Any, path: KeyPath) -> GeoIPConfig:
+        m = self.section(value, path, _GEOIP_KEYS)
+        if m is None:
+            return GeoIPConfig()
+        database = self.string(m, "database", path, "").strip()
+        if database and not os.path.isfile(database):
+            self.add(path + ("database",), f"{database!r} is not a file (a MaxMind-format .mmdb database)")
+        elif database:
+            try:
+                GeoIPLookup(database).close()  # readable and really a MaxMind database
+            except GeoIPError as error:
+                self.add(path + ("database",), str(error))
+        return GeoIPConfig(database=database)
 
     def cluster(self, value: Any, path: KeyPath) -> ClusterConfig:
         m = self.section(value, path, _CLUSTER_KEYS)

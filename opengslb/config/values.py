@@ -236,6 +236,48 @@ def as_percent(value: Any) -> float:
     return float(value)
 
 
+def as_hysteresis(value: Any) -> float:
+    """A percentage from 0 up to (not including) 100, written ``20%`` or ``20``; as a float."""
+    number: Any = value
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[:-1].strip() if text.endswith("%") else text
+        try:
+            number = float(digits) if digits and len(digits) <= 32 else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise ValueError(f"must be a percentage such as '20%', not {kind_of(value)}")
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise ValueError(f"must be a percentage such as '20%', not {kind_of(value)}")
+    if not 0 <= number < 100:  # also refuses NaN
+        raise ValueError(f"must be a percentage from 0% up to (not including) 100% (got {value!r})")
+    return float(number)
+
+
+def as_optional_duration(value: Any, high: float) -> float:
+    """A duration from 0s (``"0s"`` or ``0``: off) to ``high`` seconds; ValueError otherwise."""
+    if value is None or isinstance(value, (list, dict)):
+        raise ValueError(f"must be a duration such as '30s' or '0s', not {kind_of(value)}")
+    seconds = parse_duration(value, maximum=high)
+    if seconds > high:
+        raise ValueError(f"must be at most {format_duration(high)} (got {format_duration(seconds)})")
+    return seconds
+
+
+def as_code(value: Any, what: str, choices: Optional[Collection[str]] = None) -> str:
+    """A two-letter upper-case code (a country; with ``choices``, one of them)."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be a {what} code such as 'DE', not {kind_of(value)}")
+    code = value.strip().upper()
+    if choices is not None:
+        if code not in choices:
+            raise ValueError(f"unknown {what} code {value!r} (expected one of: {one_of(sorted(choices))})")
+    elif len(code) != 2 or not code.isascii() or not code.isalpha():
+        raise ValueError(f"{value!r} is not a two-letter ISO 3166 {what} code (e.g. 'DE')")
+    return code
+
+
 def as_positive_duration(value: Any) -> float:
     """A duration above 0s and at most :data:`MAX_SETTING_DURATION`; ValueError otherwise."""
     return as_duration(value, 0.0, MAX_SETTING_DURATION)

@@ -23,7 +23,16 @@ prepared name, whose labels are compared byte for byte.
 
 EDNS options are ignored, as the full path ignores them (so queries carrying
 a client cookie, as dig and BIND send by default, are answered here too),
-except NSID (RFC 5001), echoed when ``dns.nsid`` is set.  The DO bit is
+except NSID (RFC 5001), echoed when ``dns.nsid`` is set, and EDNS Client
+Subnet (RFC 7871): read strictly here (a malformed one goes to the full
+path, which answers FORMERR) and echoed with the answer's scope.
+
+Client-aware domains (geolocation, consistent-hash) and multi-value answers
+are answered here too: the entry's :class:`~opengslb.routing.steering.Steering`
+takes the client — the ECS network, else the source address the listener
+passes — and gives the addresses and the scope; for geolocation that is one
+binary search over the prepared topology (answers are prepared per region
+order, the client view).  The DO bit is
 copied into the reply's OPT (RFC 3225).  Anything else — other opcodes,
 several questions, other classes or types, EDNS version > 0, unknown names,
 NODATA, every server down — makes :meth:`FastPath.respond` return ``None``
@@ -39,10 +48,13 @@ import socket
 import struct
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from opengslb.dns.ecs import OPTION_ECS, EcsError, Subnet, ecs_option, parse_subnet, source_client
 from opengslb.dns.reply import opt_record
 from opengslb.dns.view import AAAA, A, AnsweringView, DomainView
 from opengslb.dns.wire import OPTION_NSID
 from opengslb.routing import Candidate
+from opengslb.routing.base import NO_CLIENT
+from opengslb.routing.steering import Steering
 from opengslb.stats import QueryStats
 
 __all__ = ["FastPath", "answer_record", "wire_name"]
@@ -111,7 +123,7 @@ class _Entry:
     only swaps in the new view's picker.
     """
 
-    __slots__ = ("domain", "algorithm", "ttl", "query_key", "records", "pick")
+    __slots__ = ("domain", "algorithm", "ttl", "query_key", "records", "pick", "steering", "simple")
 
     def __init__(self, domain: DomainView, type_label: str, candidates: Sequence[Candidate],
                  cache: Dict[Tuple[str, int], bytes]) -> None:
@@ -127,6 +139,8 @@ class _Entry:
                 record = cache[key] = answer_record(candidate.address, domain.ttl)
             self.records[candidate.order] = (record, self.routing_key(candidate))
         self.pick: Callable[[], Optional[Candidate]] = _no_candidate
+        self.steering: Optional[Steering] = None  # set with ``pick``: client-aware or multi-value answers
+        self.simple = True  # an answer is one ``pick()`` (client-independent, one address)
 
     def routing_key(self, candidate: Candidate) -> RoutingKey:
         """The ``QueryStats.routing`` key of a decision for ``candidate``."""
@@ -142,6 +156,12 @@ class _Entry:
 
 def _no_candidate() -> Optional[Candidate]:
     return None
+
+
+_NO_KEY: RoutingKey = ("", "", "")
+_CACHE_LIMIT = 65_536  # parsed ECS options and encoded echoes kept (cleared when full)
+_SEEN_LIMIT = 4_096  # queries remembered whole (:attr:`FastPath._seen`; cleared when full)
+_SEEN_MAX_BYTES = 512  # longer queries are not remembered
 
 
 class _Domain:
@@ -186,10 +206,12 @@ def scan_options(data: bytes, start: int) -> int:
     """Check that ``data[start:]`` is an OPT record's RDLENGTH and RDATA, and nothing more:
     a sequence of (code, length, value) options that exactly fills RDLENGTH.
 
-    Returns -1 when it is not, 1 when the options include NSID (RFC 5001),
-    else 0.  Options are not interpreted otherwise: like the full path
-    (which ignores EDNS options it does not implement, as RFC 6891 asks),
-    the answer carries none but NSID.  So a query with a client cookie
+    Returns -1 when it is not, else a bit set: 1 when the options include
+    NSID (RFC 5001), and the offset of an EDNS Client Subnet option's data
+    shifted left by 1 when there is exactly one (two ECS options: -1, the
+    full path answers FORMERR).  Other options are not interpreted: like the
+    full path (which ignores EDNS options it does not implement, as RFC 6891
+    asks), the answer carries none but NSID and ECS.  So a query with a client cookie
     (RFC 7873, sent by dig and BIND by default) or any other option is
     answered here too.
     """
@@ -199,14 +221,20 @@ def scan_options(data: bytes, start: int) -> int:
     position = start + 2
     if position + (data[start] << 8 | data[start + 1]) != size:
         return -1
-    nsid = 0
+    found = 0
     while position < size:
         if position + 4 > size:
             return -1
-        if data[position] == 0 and data[position + 1] == OPTION_NSID:
-            nsid = 1
+        if data[position] == 0:
+            code = data[position + 1]
+            if code == OPTION_NSID:
+                found |= 1
+            elif code == OPTION_ECS:
+                if found >> 1:
+                    return -1
+                found |= (position + 4) << 1
         position += 4 + (data[position + 2] << 8 | data[position + 3])
-    return nsid if position == size else -1
+    return found if position == size else -1
 
 
 class FastPath:
@@ -226,6 +254,13 @@ class FastPath:
         self._domains: Dict[str, _Domain] = {}
         self._table: Dict[bytes, _Entry] = {}
         self._nsid_echoes: Optional[Tuple[bytes, bytes]] = None  # [DO] with our NSID; None: off
+        self._nsid = b""
+        self._ecs = stats  # counts queries carrying ECS (``ecs_queries``)
+        self._subnets: Dict[bytes, Subnet] = {}  # ECS option data → parsed
+        self._echoes: Dict[Tuple[Subnet, int, int], bytes] = {}  # (subnet, scope, DO|NSID) → our OPT
+        # Query bytes after the ID → (entry, the reply's bytes between its ID and answer record,
+        # the OPT echo), for client-independent one-address answers: a repeated query skips the parse.
+        self._seen: Dict[bytes, Tuple[_Entry, bytes, bytes]] = {}
         if view is not None:
             self.rebuild(view)
 
@@ -248,7 +283,7 @@ class FastPath:
         were re-encoded are touched, so a rebuild costs little more than one
         pass over the domains even with tens of thousands of them.
         """
-        nsid = view.config.dns.nsid.encode("utf-8")
+        nsid = self._nsid = view.config.dns.nsid.encode("utf-8")
         self._nsid_echoes = ((opt_record(0, False, ((OPTION_NSID, nsid),)),
                               opt_record(0, True, ((OPTION_NSID, nsid),))) if nsid else None)
         previous = self._domains
@@ -264,7 +299,10 @@ class FastPath:
                     fresh.append(prepared)
                 prepared.source = domain
                 for entry, _, family in prepared.entries:
-                    entry.pick = domain.families[family].picker.pick
+                    answer = domain.families[family]
+                    entry.pick = answer.picker.pick
+                    entry.steering = answer.steering
+                    entry.simple = answer.steering is None or answer.steering.simple
             domains[name] = prepared
         table = dict(self._table)
         for name, old in previous.items():
@@ -275,19 +313,37 @@ class FastPath:
             table.update(prepared.table_items())
         self._domains = domains
         self._table = table
+        self._seen = {}
 
-    def respond(self, data: bytes, udp: bool = True) -> Optional[bytes]:
+    def respond(self, data: bytes, udp: bool = True, source: Optional[str] = None) -> Optional[bytes]:
         """The response to the raw query ``data``, or ``None``: use the full path.
 
         Answers only a query with QR=0, opcode QUERY, qd=1, an=ns=0, ar=0 or 1,
         one question (no compression) for a prepared name with type A/AAAA and
         class IN, optionally followed by an OPT record (version 0, DO set or
-        not, any well-formed options, ignored but NSID) and nothing else, when
-        the routing algorithm has a healthy choice.  ``udp`` is accepted for
+        not, any well-formed options, ignored but NSID and a well-formed ECS)
+        and nothing else, when the routing algorithm has a healthy choice.
+        ``source`` is the query's source address (the client of client-aware
+        domains when the query has no ECS option).  ``udp`` is accepted for
         symmetry with the full path: these responses (at most 310 bytes plus
-        an NSID of at most 128) always fit the 512-byte UDP minimum.  Never
-        raises on malformed input.
+        an NSID of at most 128, an ECS echo of at most 24 and the further
+        records of ``answer_count``, which the configuration bounds so they
+        fit) always fit the client's UDP limit.  Never raises on malformed input.
         """
+        seen = self._seen.get(data[2:])
+        if seen is not None:  # the same query (but its ID) was answered here since the last rebuild
+            known, head, echo = seen
+            chosen = known.pick()
+            if chosen is None:
+                return None
+            try:
+                record, routing_key = known.records[chosen.order]  # type: ignore[misc]
+            except KeyError:
+                record, routing_key = known.record_for(chosen)
+            queries, routing, query_key = self._queries, self._routing, known.query_key
+            queries[query_key] = queries.get(query_key, 0) + 1
+            routing[routing_key] = routing.get(routing_key, 0) + 1
+            return b"".join((data[:2], head, record, echo))
         # The first zero byte after the header ends the question name.  The
         # key is the header counts plus name, type and class, lower-cased.  If
         # it equals a prepared key, the query's labels are exactly that key's
@@ -299,6 +355,7 @@ class FastPath:
         entry = self._table.get(data[4:end].lower())
         if entry is None or data[2] & 0xF8:  # unknown name/type/counts, QR set, opcode != 0
             return None
+        ecs_at = 0
         if data[11]:
             if data[end:end + 3] != _OPT_START:
                 return None
@@ -319,20 +376,89 @@ class FastPath:
                 if found < 0:
                     return None
                 nsid = self._nsid_echoes
-                echo = nsid[dnssec_ok] if found and nsid is not None else _OPT_ECHOES[dnssec_ok]
+                echo = nsid[dnssec_ok] if found & 1 and nsid is not None else _OPT_ECHOES[dnssec_ok]
+                ecs_at = found
         elif len(data) != end:
             return None
         else:
             echo = b""
-        chosen = entry.pick()
-        if chosen is None:
-            return None  # SERVFAIL or a stale answer: the full path decides
-        try:
-            record, routing_key = entry.records[chosen.order]  # type: ignore[misc]
-        except KeyError:
-            record, routing_key = entry.record_for(chosen)
+        if entry.simple and not ecs_at:
+            chosen = entry.pick()
+            if chosen is None:
+                return None  # SERVFAIL or another all-down answer: the full path decides
+            try:
+                record, routing_key = entry.records[chosen.order]  # type: ignore[misc]
+            except KeyError:
+                record, routing_key = entry.record_for(chosen)
+            counts = _ANSWER_COUNTS[data[11]]
+            if len(data) <= _SEEN_MAX_BYTES:
+                if len(self._seen) >= _SEEN_LIMIT:
+                    self._seen.clear()
+                self._seen[data[2:]] = (entry, _FLAGS[data[2] & 1 | data[3] >> 3 & 2] + counts + data[12:end], echo)
+        else:
+            record, routing_key, counts, echo = self._steer(entry, data, end, ecs_at, source, echo)
+            if not record:
+                return None
         queries, routing, query_key = self._queries, self._routing, entry.query_key
         queries[query_key] = queries.get(query_key, 0) + 1
         routing[routing_key] = routing.get(routing_key, 0) + 1
-        return b"".join((data[:2], _FLAGS[data[2] & 1 | data[3] >> 3 & 2], _ANSWER_COUNTS[data[11]], data[12:end],
+        return b"".join((data[:2], _FLAGS[data[2] & 1 | data[3] >> 3 & 2], counts, data[12:end],
                          record, echo))
+
+    def _steer(self, entry: _Entry, data: bytes, end: int, found: int, source: Optional[str], echo: bytes
+               ) -> Tuple[bytes, RoutingKey, bytes, bytes]:
+        """A client-aware, multi-value or ECS answer: (records, routing key, counts, OPT echo).
+
+        ``found`` is :func:`scan_options`' result (0 without options).  Empty
+        records: the full path answers (nothing eligible, or a malformed ECS → FORMERR).
+        Parsed ECS options and encoded echoes are cached by their bytes (bounded).
+        """
+        subnet = None
+        ecs_at = found >> 1
+        if ecs_at:
+            raw = data[ecs_at:ecs_at + (data[ecs_at - 2] << 8 | data[ecs_at - 1])]
+            subnet = self._subnets.get(raw)
+            if subnet is None:
+                try:
+                    subnet = parse_subnet(raw)
+                except EcsError:
+                    return b"", _NO_KEY, b"", b""
+                if len(self._subnets) >= _CACHE_LIMIT:
+                    self._subnets.clear()
+                self._subnets[raw] = subnet
+        steering = entry.steering
+        assert steering is not None
+        if not steering.client_aware:
+            client = NO_CLIENT
+        elif subnet is not None and subnet.client is not None:
+            client = subnet.client
+        elif source is not None:
+            try:
+                client = source_client(source)
+            except (OSError, ValueError):
+                client = NO_CLIENT
+        else:
+            client = NO_CLIENT
+        chosen, scope = steering.select(client)
+        if not chosen:
+            return b"", _NO_KEY, b"", b""
+        if subnet is not None:
+            self._ecs.ecs_queries += 1
+            key = (subnet, scope, data[end + 7] & 0x80 | found & 1)
+            echo = self._echoes.get(key)  # type: ignore[assignment]
+            if echo is None:
+                options: Tuple[Tuple[int, bytes], ...] = ()
+                if found & 1 and self._nsid:  # the query asked for our NSID
+                    options = ((OPTION_NSID, self._nsid),)
+                echo = opt_record(0, bool(data[end + 7] & 0x80), options + (ecs_option(subnet, scope),))
+                if len(self._echoes) >= _CACHE_LIMIT:
+                    self._echoes.clear()
+                self._echoes[key] = echo
+        if len(chosen) == 1:
+            first = chosen[0]
+            found_record = entry.records.get(first.order)
+            record, routing_key = found_record if found_record is not None else entry.record_for(first)
+            return record, routing_key, _ANSWER_COUNTS[data[11]], echo
+        records = [entry.records.get(c.order) or entry.record_for(c) for c in chosen]
+        counts = b"\x00\x01" + struct.pack("!H", len(records)) + b"\x00\x00\x00" + bytes((data[11],))
+        return b"".join(r for r, _ in records), records[0][1], counts, echo

@@ -106,11 +106,14 @@ def opt_record(rcode: int, dnssec_ok: bool, options: Sequence[Tuple[int, bytes]]
                                   0x8000 if dnssec_ok else 0, len(rdata)) + rdata)
 
 
-def _opt_for(request: Message, rcode: int, nsid: bytes) -> bytes:
+def _opt_for(request: Message, rcode: int, nsid: bytes, ecs: Optional[Tuple[int, bytes]] = None) -> bytes:
     edns = request.edns
     if edns is None:
         return b""
-    options = ((OPTION_NSID, nsid),) if nsid and edns.has_option(OPTION_NSID) else ()
+    options: Tuple[Tuple[int, bytes], ...] = (
+        ((OPTION_NSID, nsid),) if nsid and edns.has_option(OPTION_NSID) else ())
+    if ecs is not None:
+        options += (ecs,)
     return opt_record(rcode, edns.dnssec_ok, options)
 
 
@@ -146,7 +149,7 @@ def _echoable(request: Message) -> bool:
 def encode_reply(request: Message, rcode: int, *, authoritative: bool = False,
                  answers: Sequence[dns.RRHeader] = (), authority: Sequence[dns.RRHeader] = (),
                  additional: Sequence[dns.RRHeader] = (), limit: Optional[int] = None,
-                 nsid: bytes = b"") -> bytes:
+                 nsid: bytes = b"", ecs: Optional[Tuple[int, bytes]] = None) -> bytes:
     """The reply to ``request`` with ``rcode`` and the given sections, at most ``limit`` bytes.
 
     ``limit`` is ``None`` over TCP (the reply is then at most 65,535 bytes
@@ -154,10 +157,12 @@ def encode_reply(request: Message, rcode: int, *, authoritative: bool = False,
     not fit, the additional section is dropped first; if it still does not
     fit, every record section is emptied and TC set.  The question and the
     OPT record stay (with a 255-octet name they always fit in 512 bytes).
+    ``ecs`` is the EDNS Client Subnet option (code, data) to echo (RFC 7871),
+    after NSID.
     """
     question = request.question if _echoable(request) else None
     flags = _QR | (request.flags & _COPIED_FLAGS) | (_AA if authoritative else 0) | (rcode & 0xF)
-    opt = _opt_for(request, rcode, nsid)
+    opt = _opt_for(request, rcode, nsid, ecs)
     qdcount = 1 if question is not None else 0
     arcount = 1 if opt else 0
     if answers or authority or additional:

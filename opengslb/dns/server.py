@@ -16,15 +16,23 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 import psutil
-from twisted.internet import protocol
+from twisted.internet import protocol, udp
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP, IReactorTime, IReactorUDP
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IReactorFDSet,
+    IReactorTCP,
+    IReactorTime,
+    IReactorUDP,
+)
 from twisted.logger import Logger
 from twisted.names import dns
 from twisted.protocols.basic import Int16StringReceiver
 from twisted.protocols.policies import TimeoutMixin
 
 from opengslb.config.model import ListenAddress
+from opengslb.dns.ecs import EcsError, Subnet, ecs_option, find_subnet, source_client
 from opengslb.dns.reply import (
     FORWARDED_OPTION,
     MIN_UDP_SIZE,
@@ -32,10 +40,11 @@ from opengslb.dns.reply import (
     header_only,
     reply_limit,
 )
-from opengslb.dns.resolver import OTHER_DOMAIN, StaleHook, answer
+from opengslb.dns.resolver import OTHER_DOMAIN, AllDownHook, AllDownReport, StaleHook, answer
 from opengslb.dns.view import AnsweringView
 from opengslb.dns.wire import OPT, Message, read_request
 from opengslb.limits import ConnectionLimiter, listen_fair
+from opengslb.routing.base import NO_CLIENT, Client
 from opengslb.stats import QueryStats
 
 if TYPE_CHECKING:
@@ -117,8 +126,9 @@ class DNSResponder:
         self._nsid_source: Optional[str] = None
         self._nsid = b""
         self.errors = errors if errors is not None else ErrorReports()
+        self._on_all_down: AllDownHook = AllDownReport(stats)
         # Prepared wire answers for plain A/AAAA queries (None = not mine); see fastpath.py.
-        self.fast_respond: Callable[[bytes, bool], Optional[bytes]] = (
+        self.fast_respond: Callable[..., Optional[bytes]] = (
             fast_path.respond if fast_path is not None else _no_fast_answer)
 
     @property
@@ -136,16 +146,18 @@ class DNSResponder:
             self._nsid_source, self._nsid = configured, configured.encode("utf-8")
         return self._nsid
 
-    def respond(self, data: bytes, max_size: Optional[int]) -> "Optional[bytes] | Deferred[Optional[bytes]]":
+    def respond(self, data: bytes, max_size: Optional[int], source: Optional[str] = None
+                ) -> "Optional[bytes] | Deferred[Optional[bytes]]":
         """The response to ``data``, ``None`` to drop it, or a Deferred of either (forwarding).
 
         ``max_size`` is ``None`` over TCP; over UDP the response is limited to
         the client's advertised EDNS size (at least 512), or 512 without EDNS.
-        Never raises for any input.
+        ``source`` is the query's source address (the client of client-aware
+        routing when the query carries no ECS option).  Never raises for any input.
         """
         if not self._serving():
             return self._not_serving(data, max_size)
-        return self.answer(data, max_size)
+        return self.answer(data, max_size, source)
 
     def _not_serving(self, data: bytes, max_size: Optional[int]) -> "Optional[bytes] | Deferred[Optional[bytes]]":
         policy = self._follower_policy()
@@ -166,8 +178,12 @@ class DNSResponder:
             return self._forwarder.forward(request, limit)
         return encode_reply(request, dns.EREFUSED, limit=limit, nsid=nsid)
 
-    def answer(self, data: bytes, max_size: Optional[int]) -> Optional[bytes]:
-        """Answer ``data`` with data from the view (the serving node's path)."""
+    def answer(self, data: bytes, max_size: Optional[int], source: Optional[str] = None) -> Optional[bytes]:
+        """Answer ``data`` with data from the view (the serving node's path).
+
+        A malformed EDNS Client Subnet option (RFC 7871) gets FORMERR; a
+        valid one names the client and is echoed with the answer's scope.
+        """
         request = read_request(data)
         if request is None:
             return None
@@ -177,12 +193,23 @@ class DNSResponder:
         question = request.question
         qtype_label = TYPE_LABELS.get(question.qtype, "other") if question is not None else "other"
         refusal = refusal_of(request)
+        subnet: Optional[Subnet] = None
+        if refusal is None and request.edns is not None and request.edns.options:
+            try:
+                subnet = find_subnet(request.edns.options)
+            except EcsError:
+                self._stats.ecs_queries += 1
+                refusal = dns.EFORMAT
+            else:
+                if subnet is not None:
+                    self._stats.ecs_queries += 1
         if refusal is not None or question is None:
             rcode = dns.EFORMAT if refusal is None else refusal
             self._stats.count_query(OTHER_DOMAIN, qtype_label, RCODE_NAMES.get(rcode, str(rcode)))
             return encode_reply(request, rcode, limit=limit, nsid=nsid)
 
-        result = answer(view, question, self._on_stale)
+        result = answer(view, question, self._on_stale, client=client_of(subnet, source),
+                        on_all_down=self._on_all_down)
         domain_label = result.domain.name if result.domain is not None else OTHER_DOMAIN
         self._stats.count_query(domain_label, qtype_label, RCODE_NAMES.get(result.rcode, str(result.rcode)))
         if result.routed is not None and result.domain is not None:
@@ -190,7 +217,8 @@ class DNSResponder:
                                       result.routed.endpoint)
         return encode_reply(request, result.rcode, authoritative=result.authoritative,
                             answers=result.answers, authority=result.authority,
-                            additional=result.additional, limit=limit, nsid=nsid)
+                            additional=result.additional, limit=limit, nsid=nsid,
+                            ecs=ecs_option(subnet, result.scope) if subnet is not None else None)
 
 
 AXFR, IXFR = 252, 251
@@ -221,7 +249,19 @@ def refusal_of(request: Message) -> Optional[int]:
     return None
 
 
-def _no_fast_answer(data: bytes, udp: bool) -> Optional[bytes]:
+def client_of(subnet: Optional[Subnet], source: Optional[str]) -> Client:
+    """The client routing sees: the ECS network, else the source address (else 0.0.0.0/0)."""
+    if subnet is not None and subnet.client is not None:
+        return subnet.client
+    if source is not None:
+        try:
+            return source_client(source)
+        except (OSError, ValueError):
+            pass
+    return NO_CLIENT
+
+
+def _no_fast_answer(data: bytes, udp: bool, source: Optional[str] = None) -> Optional[bytes]:
     return None
 
 
@@ -246,9 +286,12 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
         self._sendto = sock.sendto if sock is not None else self.transport.write  # type: ignore[union-attr]
 
     def datagramReceived(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
-        started = time.perf_counter()
+        self.answer(data, addr, time.perf_counter())
+
+    def answer(self, data: bytes, addr: tuple, started: float) -> None:
+        """Answer ``data`` (received at ``started``, a ``time.perf_counter`` reading) to ``addr``."""
         if self._serving():
-            fast_reply = self._fast(data, True)
+            fast_reply = self._fast(data, True, addr[0])
             if fast_reply is not None:
                 try:
                     self._sendto(fast_reply, addr)
@@ -257,7 +300,7 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
                 self._observe(time.perf_counter() - started)
                 return
         try:
-            reply = self._responder.respond(data, MIN_UDP_SIZE)
+            reply = self._responder.respond(data, MIN_UDP_SIZE, addr[0])
         except Exception:
             self._responder.errors.report("unexpected error answering a query from {peer}", peer=addr[0])
             reply = header_only(data, dns.ESERVER) if len(data) >= 12 else None
@@ -270,6 +313,62 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
     def _send_later(self, reply: Optional[bytes], addr: tuple) -> None:
         if reply is not None and self.transport is not None:
             self.transport.write(reply, addr)  # type: ignore[call-arg,arg-type]
+
+
+class DNSDatagramPort(udp.Port):
+    """A UDP port whose read loop is the DNS hot path.
+
+    Twisted's :meth:`udp.Port.doRead` hands each datagram to the protocol's
+    ``datagramReceived``; here the loop itself asks the fast path and sends
+    its prepared answer, and only other datagrams reach
+    :meth:`DNSDatagramProtocol.answer`.  One Python call less per query, the
+    per-datagram lookups hoisted out of the loop.  Like Twisted's loop it
+    reads at most ``maxThroughput`` bytes per reactor turn, so other
+    listeners and timers still get their turn under a flood, and treats
+    read errors the same way.
+    """
+
+    protocol: "DNSDatagramProtocol"
+
+    def doRead(self) -> None:
+        protocol = self.protocol
+        recvfrom = self.socket.recvfrom
+        sendto = self.socket.sendto
+        serving = protocol._serving
+        fast = protocol._fast
+        observe = protocol._observe
+        slow = protocol.answer
+        clock = time.perf_counter
+        size = self.maxPacketSize
+        trim = self.addressFamily == socket.AF_INET6  # drop flow info and scope id, as Twisted does
+        budget = self.maxThroughput
+        while budget > 0:
+            try:
+                data, addr = recvfrom(size)
+            except OSError as error:
+                if error.args[0] in udp._sockErrReadRefuse:
+                    if self._connectedAddr:
+                        protocol.connectionRefused()
+                elif error.args[0] not in udp._sockErrReadIgnore:
+                    raise
+                return
+            started = clock()
+            budget -= len(data)
+            if trim:
+                addr = addr[:2]
+            try:
+                if serving():
+                    reply = fast(data, True, addr[0])
+                    if reply is not None:
+                        try:
+                            sendto(reply, addr)
+                        except OSError:
+                            continue  # full buffer or ICMP error: a lost datagram, as UDP allows
+                        observe(clock() - started)
+                        continue
+                slow(data, addr, started)
+            except BaseException:
+                log.failure("unexpected error in the UDP read loop")
 
 
 class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
@@ -297,7 +396,10 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
         self._message_deadline = message_deadline
         self._deadline: Optional[IDelayedCall] = None
 
+    _peer: Optional[str] = None  # the client's address (client-aware routing without ECS)
+
     def connectionMade(self) -> None:
+        self._peer = getattr(self.transport.getPeer(), "host", None)  # type: ignore[union-attr]
         self.setTimeout(TCP_IDLE_TIMEOUT)
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
 
@@ -319,13 +421,13 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
             self._deadline.cancel()
             self._deadline = None
         if self._responder.serving():
-            fast = self._responder.fast_respond(data, False)
+            fast = self._responder.fast_respond(data, False, self._peer)
             if fast is not None:
                 self.sendString(fast)
                 self._responder.stats.observe_duration(time.perf_counter() - started)
                 return
         try:
-            reply = self._responder.respond(data, None)
+            reply = self._responder.respond(data, None, self._peer)
         except Exception:
             self._responder.errors.report("unexpected error answering a TCP query")
             reply = header_only(data, dns.ESERVER) if len(data) >= 12 else None
@@ -464,10 +566,9 @@ def listen_dns(reactor: IReactorUDP, listen: ListenAddress, responder: DNSRespon
     clock: IReactorTime = reactor  # type: ignore[assignment]
     try:
         for host in bind_addresses(listen):
-            udp = reactor.listenUDP(listen.port, DNSDatagramProtocol(responder),
-                                    interface=host, maxPacketSize=65535)
-            ports.append(udp)
-            sock = getattr(udp, "socket", None)
+            datagrams = _listen_udp(reactor, listen.port, DNSDatagramProtocol(responder), host)
+            ports.append(datagrams)
+            sock = getattr(datagrams, "socket", None)
             if sock is not None:
                 _log_receive_buffer(host, listen.port, grow_receive_buffer(sock))
             ports.append(listen_fair(tcp_reactor, listen.port, DNSStreamFactory(responder, clock), host))
@@ -476,6 +577,15 @@ def listen_dns(reactor: IReactorUDP, listen: ListenAddress, responder: DNSRespon
             port.stopListening()
         raise
     return ports
+
+
+def _listen_udp(reactor: IReactorUDP, port: int, protocol: "DNSDatagramProtocol", host: str) -> IListeningPort:
+    """Listen with a :class:`DNSDatagramPort` on a reactor that watches descriptors, else ``listenUDP``."""
+    if not IReactorFDSet.providedBy(reactor):
+        return reactor.listenUDP(port, protocol, interface=host, maxPacketSize=65535)
+    listening = DNSDatagramPort(port, protocol, interface=host, maxPacketSize=65535, reactor=reactor)
+    listening.startListening()
+    return listening
 
 
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux value; Python exposes it on 3.12+
@@ -504,14 +614,16 @@ def listen_vip(reactor: Any, host: str, port: int, responder: DNSResponder) -> L
     Raises OSError when the bind fails (e.g. a wildcard listener already holds the port).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    udp = _freebind_socket(host, port, socket.SOCK_DGRAM)
+    datagram = _freebind_socket(host, port, socket.SOCK_DGRAM)
     tcp = _freebind_socket(host, port, socket.SOCK_STREAM)
-    _log_receive_buffer(host, port, grow_receive_buffer(udp))  # the adopted duplicate shares it
+    _log_receive_buffer(host, port, grow_receive_buffer(datagram))  # the adopted duplicate shares it
     try:
-        ports = [reactor.adoptDatagramPort(udp.fileno(), family, DNSDatagramProtocol(responder), 65535),
-                 reactor.adoptStreamPort(tcp.fileno(), family, DNSStreamFactory(responder, reactor))]
+        datagrams = DNSDatagramPort._fromListeningDescriptor(
+            reactor, datagram.fileno(), family, DNSDatagramProtocol(responder), 65535)
+        datagrams.startListening()
+        ports = [datagrams, reactor.adoptStreamPort(tcp.fileno(), family, DNSStreamFactory(responder, reactor))]
     finally:
-        udp.close()  # the reactor holds its own duplicates of the descriptors
+        datagram.close()  # the reactor holds its own duplicates of the descriptors
         tcp.close()
     return ports
 

@@ -17,7 +17,10 @@ from typing import AbstractSet, Callable, Dict, FrozenSet, List, Optional, Seque
 from opengslb.config.model import Config, DomainConfig, NameserverConfig, ServerConfig, SOAConfig, ZoneConfig
 from opengslb.dns.wire import Name, name_from_text
 from opengslb.routing import Candidate, Picker, algorithm_for
-from opengslb.routing.base import EmptyPicker
+from opengslb.routing.base import RoutingContext, eligible
+from opengslb.routing.geoip import GeoIPLookup
+from opengslb.routing.rtt import LatencyTable
+from opengslb.routing.steering import Steering
 
 A = 1
 AAAA = 28
@@ -60,13 +63,39 @@ class ZoneView:
         return min(self.config.soa.minimum, self.soa_ttl)
 
 
+@dataclass(frozen=True)
+class RoutingInputs:
+    """What routing reads besides configuration and served state: the GeoIP database and the
+    health checks' round-trip times.  Both objects live as long as the process (they change
+    inside, so views need not be rebuilt when they do)."""
+
+    geoip: Optional[GeoIPLookup] = None
+    latency: Optional[LatencyTable] = None
+
+
 @dataclass
 class FamilyAnswer:
-    """The A (or AAAA) side of one domain."""
+    """The A (or AAAA) side of one domain.
+
+    ``steering`` answers queries (the algorithm's picker, ``answer_count``,
+    ECS scope); ``picker`` is its picker.  ``last_healthy`` and ``everyone``
+    serve the ``last-healthy`` and ``all`` all-down policies; ``fallback``
+    the ``fallback`` policy (the domain's fallback addresses of this family).
+    ``outage_logged`` is set once the all-down policy has been logged for
+    this family: a new FamilyAnswer (the domain's servers changed) logs again.
+    """
 
     picker: Picker
     configured: int  # servers of this family configured for the domain
     last_healthy: Optional[Candidate]  # fallback for return_last_healthy
+    steering: Optional[Steering] = None
+    everyone: Tuple[Candidate, ...] = ()
+    fallback: Tuple[str, ...] = ()
+    outage_logged: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steering is None:
+            self.steering = Steering(self.picker, ())
 
 
 @dataclass
@@ -348,7 +377,8 @@ def region_candidates(config: Config, state: StateLookup,
 def build_view(config: Config, state: StateLookup, rng: random.Random,
                extra: Optional[Callable[[str], Sequence[ServerConfig]]] = None,
                now: float = 0.0, previous: Optional["AnsweringView"] = None,
-               dirty: Optional[AbstractSet[str]] = None) -> AnsweringView:
+               dirty: Optional[AbstractSet[str]] = None,
+               inputs: Optional[RoutingInputs] = None) -> AnsweringView:
     """Prepare the answering view for ``config`` and the servers' current state.
 
     ``state`` gives each server's served health and effective weight;
@@ -358,7 +388,10 @@ def build_view(config: Config, state: StateLookup, rng: random.Random,
     routing state (round-robin position) included — so a health change costs
     work only for the domains it touches.  ``dirty`` names the regions whose
     servers' state may have changed since ``previous`` (``None``: any).
+    ``inputs`` are the GeoIP database and round-trip times client-aware and
+    latency routing read.
     """
+    inputs = inputs if inputs is not None else RoutingInputs()
     zones = zone_index_for(config, previous)
     zone_of = zones.zone_of
 
@@ -383,11 +416,18 @@ def build_view(config: Config, state: StateLookup, rng: random.Random,
         families: Dict[int, FamilyAnswer] = {}
         for family in (4, 6):
             of_family = [(c, t) for c, t in zip(candidates, seen) if (":" in c.address) == (family == 6)]
-            picker = algorithm.prepare([c for c, _ in of_family], rng)
+            members = [c for c, _ in of_family]
+            context = RoutingContext(family=family, domain=domain, hysteresis=_hysteresis(config),
+                                     derived=config.derived, geoip=inputs.geoip, latency=inputs.latency)
+            picker = algorithm.prepare(members, rng, context)
+            down = not eligible(members)
             families[family] = FamilyAnswer(
                 picker=picker, configured=len(of_family),
-                # Only needed when nothing is eligible (return_last_healthy).
-                last_healthy=_most_recently_healthy(of_family) if isinstance(picker, EmptyPicker) else None,
+                # Only needed when nothing is eligible (the all-down policies).
+                last_healthy=_most_recently_healthy(of_family) if down else None,
+                steering=Steering(picker, members, domain.answer_count),
+                everyone=(tuple(c for c in members if c.weight > 0) or tuple(members)) if down else (),
+                fallback=tuple(a for a in domain.fallback_addresses if (":" in a) == (family == 6)),
             )
         domains[domain.name] = DomainView(
             config=domain, zone=zone, ttl=ttl, algorithm=algorithm.name, families=families,
@@ -398,6 +438,14 @@ def build_view(config: Config, state: StateLookup, rng: random.Random,
                          _zone_names=zones.by_name, zone_index=zones, region_candidates=by_region,
                          region_times=times_by_region,
                          region_positions={r.name: i for i, r in enumerate(config.regions)})
+
+
+def _hysteresis(config: Config) -> Dict[str, float]:
+    """Every region's ``latency_hysteresis`` (cached with the configuration)."""
+    found = config.derived.get("latency_hysteresis")
+    if found is None:
+        found = config.derived["latency_hysteresis"] = {r.name: r.latency_hysteresis for r in config.regions}
+    return found
 
 
 def _most_recently_healthy(candidates: Sequence[Tuple[Candidate, Optional[float]]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Optional, Sequence
 
-from opengslb.routing.base import Candidate, EmptyPicker, Picker, eligible
+from opengslb.routing.base import Candidate, EmptyPicker, Picker, RoutingContext, eligible
 
 
 class _FixedPicker:
@@ -17,6 +17,9 @@ class _FixedPicker:
         self._candidate = candidate
 
     def pick(self) -> Optional[Candidate]:
+        return self._candidate
+
+    def peek(self) -> Optional[Candidate]:
         return self._candidate
 
 
@@ -30,7 +33,8 @@ class Failover:
 
     name = "failover"
 
-    def prepare(self, candidates: Sequence[Candidate], rng: random.Random) -> Picker:
+    def prepare(self, candidates: Sequence[Candidate], rng: random.Random,
+                context: Optional[RoutingContext] = None) -> Picker:
         pool = eligible(candidates)
         if not pool:
             return EmptyPicker()

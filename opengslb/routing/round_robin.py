@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from typing import List, Optional, Sequence
 
-from opengslb.routing.base import Candidate, EmptyPicker, Picker, eligible
+from opengslb.routing.base import Candidate, EmptyPicker, Picker, RoutingContext, eligible
 
 
 class _RotatingPicker:
@@ -24,6 +24,9 @@ class _RotatingPicker:
         chosen = self._candidates[self._next]
         self._next = (self._next + 1) % len(self._candidates)
         return chosen
+
+    def peek(self) -> Optional[Candidate]:
+        return self._candidates[self._next]
 
 
 class _SmoothWeightedPicker:
@@ -43,13 +46,22 @@ class _SmoothWeightedPicker:
         scores[best] -= self._total
         return self._candidates[best]
 
+    def peek(self) -> Optional[Candidate]:
+        scores = self._scores
+        best, best_score = 0, scores[0] + self._weights[0]
+        for i, weight in enumerate(self._weights):
+            if scores[i] + weight > best_score:
+                best, best_score = i, scores[i] + weight
+        return self._candidates[best]
+
 
 class RoundRobin:
     """Rotate over eligible candidates; smooth weighted when weights differ."""
 
     name = "round-robin"
 
-    def prepare(self, candidates: Sequence[Candidate], rng: random.Random) -> Picker:
+    def prepare(self, candidates: Sequence[Candidate], rng: random.Random,
+                context: Optional[RoutingContext] = None) -> Picker:
         pool = eligible(candidates)
         if not pool:
             return EmptyPicker()

@@ -11,7 +11,7 @@ import itertools
 import random
 from typing import Optional, Sequence
 
-from opengslb.routing.base import Candidate, EmptyPicker, Picker, eligible
+from opengslb.routing.base import Candidate, EmptyPicker, Picker, RoutingContext, eligible
 
 
 class _WeightedPicker:
@@ -19,11 +19,23 @@ class _WeightedPicker:
         self._candidates = tuple(candidates)
         self._cumulative = list(itertools.accumulate(c.weight for c in self._candidates))
         self._total = self._cumulative[-1]
+        self._count = len(self._candidates)
+        self._rng = rng
         self._random = rng.random
 
     def pick(self) -> Optional[Candidate]:
-        point = self._random() * self._total
-        index = bisect.bisect_right(self._cumulative, point)
+        # _at inlined: this runs once per query on the fast path.
+        index = bisect.bisect_right(self._cumulative, self._random() * self._total)
+        return self._candidates[index] if index < self._count else self._candidates[-1]
+
+    def peek(self) -> Optional[Candidate]:
+        """The next pick: drawn from a copy of the random source, which is left as it is."""
+        twin = random.Random()
+        twin.setstate(self._rng.getstate())
+        return self._at(twin.random())
+
+    def _at(self, draw: float) -> Candidate:
+        index = bisect.bisect_right(self._cumulative, draw * self._total)
         return self._candidates[min(index, len(self._candidates) - 1)]
 
 
@@ -32,7 +44,8 @@ class Weighted:
 
     name = "weighted"
 
-    def prepare(self, candidates: Sequence[Candidate], rng: random.Random) -> Picker:
+    def prepare(self, candidates: Sequence[Candidate], rng: random.Random,
+                context: Optional[RoutingContext] = None) -> Picker:
         pool = eligible(candidates)
         if not pool:
             return EmptyPicker()

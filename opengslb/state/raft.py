@@ -1406,18 +1406,27 @@ class RaftNode:
     @defer.inlineCallbacks
     def ask_leader_to_hand_over(self, timeout: float = HANDOVER_TIMEOUT) -> Any:
         """Ask the current leader (another node) to hand leadership over; fires with the new
-        leader's address once this node hears from it, fails with ProposalFailed otherwise."""
+        leader's address once this node hears from it, fails with ProposalFailed otherwise.
+
+        The leader refuses while no follower is connected and fully caught up
+        (e.g. just after a write); like :meth:`transfer_leadership`, the request
+        is then repeated every :data:`HANDOVER_RETRY` seconds until ``timeout``.
+        """
         leader = self.status.leader
         if leader is None or leader == self.address:
             raise ProposalFailed("no other node leads")
         started = self.reactor.seconds()
-        try:
-            reply = yield _in_daemon_thread(self.reactor, _admin, leader, ["transfer"], self.password,
-                                            ADMIN_TIMEOUT)
-        except Exception as error:
-            raise ProposalFailed(f"leader {leader}: {error}") from None
-        if not str(reply).startswith("SUCCESS"):
-            raise ProposalFailed(f"leader {leader} did not hand over: {reply}")
+        while True:
+            try:
+                reply = yield _in_daemon_thread(self.reactor, _admin, leader, ["transfer"], self.password,
+                                                ADMIN_TIMEOUT)
+            except Exception as error:
+                raise ProposalFailed(f"leader {leader}: {error}") from None
+            if str(reply).startswith("SUCCESS") or self.status.leader != leader:
+                break
+            if self.reactor.seconds() - started + HANDOVER_RETRY >= timeout:
+                raise ProposalFailed(f"leader {leader} did not hand over: {reply}")
+            yield _sleep(self.reactor, HANDOVER_RETRY)
         while self.reactor.seconds() - started < timeout:
             if self.status.leader not in (None, leader):
                 return self.status.leader

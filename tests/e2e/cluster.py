@@ -54,6 +54,7 @@ class Cluster:
         self.cluster_extra = cluster_extra
         self.nodes: Dict[str, OpenGSLB] = {}
         self._probe_sockets: Dict[str, socket.socket] = {}
+        self.last_outcomes: Dict[str, str] = {}  # per node, the last sample's: data, an rcode, or silent
 
     def config(self, host: str, key: Optional[str] = None) -> str:
         return f"""
@@ -177,7 +178,9 @@ cluster:
 
     def sample(self, window: float = 0.008) -> Tuple[float, frozenset]:
         """Query every node at the same moment: (time sent, the nodes that answered with data
-        within ``window`` seconds).  Late replies are discarded, never counted later."""
+        within ``window`` seconds).  Late replies are discarded, never counted later.
+        :attr:`last_outcomes` then holds each node's reply: ``data``, another rcode's name, or
+        ``silent`` (nothing within ``window``)."""
         query = dns.message.make_query("app.cluster.test", "A")  # a fresh id: late replies never match
         wire = query.to_wire()
         for host in self.hosts:
@@ -198,6 +201,7 @@ cluster:
             except OSError:
                 pass
         answered = set()
+        outcomes: Dict[str, str] = {}
         pending = dict(self._probe_sockets)
         while pending and time.monotonic() < sent + window:
             ready, _, _ = select.select(list(pending.values()), [], [], max(0.0, sent + window - time.monotonic()))
@@ -212,6 +216,12 @@ cluster:
                 del pending[host]
                 if reply.rcode() == dns.rcode.NOERROR and reply.answer:
                     answered.add(host)
+                    outcomes[host] = "data"
+                else:
+                    outcomes[host] = dns.rcode.to_text(reply.rcode())
+        for host in pending:
+            outcomes[host] = "silent"
+        self.last_outcomes = outcomes
         return sent, frozenset(answered)
 
     def watch(self, seconds: float, until=None, interval: float = 0.01) -> List[Tuple[float, frozenset]]:

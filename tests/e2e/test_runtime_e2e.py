@@ -1,8 +1,9 @@
 """Runtime state in the real `twistd -n opengslb` process (SPEC §6, §9): overrides and registrations.
 
 Needs the service wiring of :class:`opengslb.runtime.Runtime` (service.py
-builds ``Runtime(reactor, gslb, store)``, hands it to ``GslbAPI(runtime=...)``,
-starts it after the core and stops it before).
+builds ``Runtime(reactor, store, config)``, hands it to the core and to
+``GslbAPI(runtime=...)``; the service tree starts it after the core and
+stops it before).
 """
 
 from __future__ import annotations

@@ -669,7 +669,8 @@ class RuntimeWorld(World):
         super().__init__(settings)
         self.store = MemoryStore()
         self.ids = iter(f"svc{i}" for i in range(100))
-        self.runtime = Runtime(self.clock, self.gslb, self.store, id_factory=lambda: next(self.ids))
+        self.runtime = Runtime(self.clock, self.store, sample_config(), id_factory=lambda: next(self.ids))
+        self.gslb = Gslb(self.clock, self.runtime.config, self.checker, runtime=self.runtime)
         self.api = GslbAPI(self.gslb, self.reloader, lambda: self.settings, lambda: self.readiness,
                            "node-a", self.clock, runtime=self.runtime)
         self.gslb.start()

@@ -502,7 +502,7 @@ def test_health_check_path_must_be_absolute() -> None:
         (
             REGION + "domains: [{name: a.example, regions: [r1], routing_algorithm: random}]",
             "config.yaml:5: domains[0].routing_algorithm: unknown routing algorithm 'random'"
-            " (expected one of: round-robin, weighted, failover)",
+            " (expected one of: round-robin, weighted, failover, geolocation, latency, consistent-hash)",
         ),
         (
             REGION + "    health_check: {type: icmp}",

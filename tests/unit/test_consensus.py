@@ -4,8 +4,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from opengslb.cluster.consensus import FRESHNESS, DistributedHealth, combine
+from opengslb.cluster.consensus import DistributedHealth
 from opengslb.health.tracker import ServerKey
+from opengslb.served.consensus import FRESHNESS, combine
 
 KEY = ServerKey("r1", "192.0.2.1", 80)
 

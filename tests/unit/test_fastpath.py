@@ -31,6 +31,7 @@ from opengslb.config.model import (
     SOAConfig,
     ZoneConfig,
 )
+from opengslb.dns import fastpath
 from opengslb.dns.fastpath import FastPath, wire_name
 from opengslb.dns.server import DNSResponder
 from opengslb.dns.view import AnsweringView, ServedState, build_view
@@ -399,3 +400,37 @@ def test_queries_with_a_cookie_are_answered_like_the_full_path():
     reply = fast.respond(data, True)
     assert reply is not None and reply == reference(data)
     assert dns.message.from_wire(reply).options == ()
+
+
+def test_a_repeated_query_is_answered_from_memory_with_its_own_id_and_the_current_pick():
+    """The same query bytes (another ID) skip the parse: the reply carries the new ID, the
+    picker still rotates, counters still count, and a rebuild forgets what was remembered."""
+    stats = QueryStats()
+    fast = FastPath.from_view(make_view(CONFIG, frozenset(), 0), stats)
+    first = dns.message.make_query(f"rr.{ZONE}", "A", use_edns=0)
+    again = dns.message.from_wire(first.to_wire())
+    again.id = (first.id + 1) % 65536
+    replies = [dns.message.from_wire(fast.respond(m.to_wire(), True)) for m in (first, again, again)]
+    assert [r.id for r in replies] == [first.id, again.id, again.id]
+    assert len(fast._seen) == 1
+    assert len({r.answer[0][0].address for r in replies}) > 1  # still rotating
+    assert sum(stats.queries.values()) == 3 and sum(stats.routing.values()) == 3
+    fast.rebuild(make_view(CONFIG, frozenset({"192.0.2.10"}), 0))
+    assert fast._seen == {}
+    for _ in range(4):
+        reply = dns.message.from_wire(fast.respond(query(f"fo.{ZONE}"), True))
+        assert reply.answer[0][0].address == "192.0.2.11"
+
+
+def test_remembered_queries_are_bounded():
+    """Distinct spellings (0x20 case randomisation) fill the memory at most to its limit."""
+    fast = FastPath.from_view(make_view(CONFIG, frozenset(), 0), QueryStats())
+    name = f"rr.{ZONE}"
+    letters = [k for k, c in enumerate(name) if c.isalpha()]
+    sizes = []
+    for i in range(fastpath._SEEN_LIMIT + 10):
+        spelled = "".join(c.upper() if k in letters and i >> letters.index(k) & 1 else c
+                          for k, c in enumerate(name))
+        assert fast.respond(query(spelled), True) is not None
+        sizes.append(len(fast._seen))
+    assert max(sizes) == fastpath._SEEN_LIMIT and sizes[-1] < fastpath._SEEN_LIMIT  # full, then cleared

@@ -50,6 +50,8 @@ SPEC_FAMILIES = {
     "opengslb_configured_domains": "gauge",
     "opengslb_configured_servers": "gauge",
     "opengslb_dns_stale_answers": "counter",
+    "opengslb_all_down_answers": "counter",  # SPEC §4.1
+    "opengslb_dns_ecs_queries": "counter",  # SPEC §4.1
 }
 
 

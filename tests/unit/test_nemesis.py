@@ -48,3 +48,17 @@ def test_longest_gap_counts_slots_without_a_data_answer_in_the_window() -> None:
     assert abs(nemesis.longest_gap(samples, 0.0, 1.0) - 0.06) < 1e-9
     assert abs(nemesis.longest_gap(samples, 0.0, 0.07) - 0.04) < 1e-9
     assert abs(nemesis.longest_gap(samples[:3], 0.0, 0.10) - 0.08) < 1e-9  # still out at the end
+
+
+def test_missed_slots_are_grouped_into_episodes_with_what_each_node_replied() -> None:
+    fault = nemesis.Fault(5.0, "kill", "leader", 1.0, node="n1", started=104.0, ended=106.0)
+    slot = nemesis.SLOT
+    outside = [(110.0, frozenset({"n1"})), (110.0 + slot, frozenset()), (110.0 + 2 * slot, frozenset()),
+               (110.0 + 3 * slot, frozenset({"n1"})), (130.0, frozenset())]
+    outcomes = {110.0 + slot: {"n1": "silent", "n2": "REFUSED"}, 110.0 + 2 * slot: {"n1": "silent", "n2": "REFUSED"},
+                130.0: {"n1": "REFUSED"}}
+    lines = nemesis.missed_episodes(outside, outcomes, [fault], begin=100.0)
+    assert len(lines) == 2
+    assert lines[0].startswith("t= 10.02s 2 slot(s), 4.0s after kill n1 ended")
+    assert "n1 {'silent': 2}" in lines[0] and "n2 {'REFUSED': 2}" in lines[0]
+    assert lines[1].startswith("t= 30.00s 1 slot(s), 24.0s after kill n1 ended")

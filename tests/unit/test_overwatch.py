@@ -142,7 +142,7 @@ def test_strict_vetoes_at_the_first_failed_check(watch):
     (logged,) = w.events_named("overwatch_veto")
     assert logged["log_level"].name == "warn" and logged["mode"] == "strict"
     assert samples(scrape(w.metrics), "opengslb_vetoes_active")[frozenset()] == 1
-    status = w.runtime.registration_status(w.store.machine.registrations[w.rid])
+    status = w.gslb.registration_status(w.store.machine.registrations[w.rid])
     assert status["veto"]["reason"] == veto["reason"] and status["healthy"] is False
 
 

@@ -1,6 +1,6 @@
 """Predictive health on the serving side (SPEC §7.6): the bleed ramp and how the runtime applies it.
 
-The ramp math (:mod:`opengslb.cluster.predictive`) is tested as pure
+The ramp math (:mod:`opengslb.served.bleed`) is tested as pure
 functions; the runtime over a ``task.Clock`` and an in-memory store, so the
 view's effective weights can be read at any moment of a ramp.
 """
@@ -15,7 +15,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from opengslb.cluster.predictive import (
+from opengslb.config.model import ClusterConfig, PredictiveHealthConfig, PredictiveSignalConfig
+from opengslb.dns.view import ServedState
+from opengslb.health.tracker import ServerKey
+from opengslb.metrics import Metrics
+from opengslb.routing import Candidate
+from opengslb.served.bleed import (
     COSINE,
     FLOOR,
     LINEAR,
@@ -27,11 +32,6 @@ from opengslb.cluster.predictive import (
     ease,
     ease_inverse,
 )
-from opengslb.config.model import ClusterConfig, PredictiveHealthConfig, PredictiveSignalConfig
-from opengslb.dns.view import ServedState
-from opengslb.health.tracker import ServerKey
-from opengslb.metrics import Metrics
-from opengslb.routing import Candidate
 from tests.unit.test_metrics import samples, scrape
 from tests.unit.test_runtime import NOW, World, sample_config
 
@@ -206,10 +206,10 @@ def test_disabled_predictive_health_records_signals_but_never_bleeds():
     world.beat("bleed")
     world.settle(20)
     assert world.store.machine.signals
-    assert world.runtime.bleed_factor(REG) == 1.0
-    assert world.runtime.bleed_state(REG).phase == "disabled"
+    assert world.gslb.served_at(REG.region, REG.address, REG.port).bleed.factor == 1.0
+    assert world.gslb.served_at(REG.region, REG.address, REG.port).bleed.phase == "disabled"
     assert world.weight() == 100.0
-    assert world.runtime.bleeding_servers() == 0
+    assert world.gslb.bleeding_servers() == 0
 
 
 def test_a_bleed_lowers_the_served_weight_smoothly_without_further_writes():
@@ -227,20 +227,20 @@ def test_a_bleed_lowers_the_served_weight_smoothly_without_further_writes():
     assert all(b <= a for a, b in zip(seen, seen[1:]))
     assert max(a - b for a, b in zip(seen, seen[1:])) < 100.0 * 0.2  # no step: ≤ 20% per 0.5 s
     assert len({round(w, 6) for w in seen}) > 15  # it really moved in many small steps
-    assert world.runtime.weight_info("east", REG.address, REG.port).effective == pytest.approx(5.0)
-    assert world.runtime.bleeding_servers() == 1
+    assert world.gslb.served_at("east", REG.address, REG.port).weight == pytest.approx(5.0)
+    assert world.gslb.bleeding_servers() == 1
 
 
 def test_the_ramp_rebuilds_stop_once_every_ramp_is_over():
     """No periodic rebuild is left scheduled when nothing is ramping (drained, or before any signal)."""
     world = Bleeding()
-    assert world.runtime._ramp_call is None
+    assert world.gslb._ramp_call is None
     world.beat("bleed")
-    assert world.runtime._ramp_call is not None and world.runtime._ramp_call.active()
+    assert world.gslb._ramp_call is not None and world.gslb._ramp_call.active()
     world.settle(10.0)
     world.settle(0.5)
-    assert world.runtime._ramp_call is None
-    assert world.runtime.bleed_state(REG).phase == "drained"
+    assert world.gslb._ramp_call is None
+    assert world.gslb.served_at(REG.region, REG.address, REG.port).bleed.phase == "drained"
     assert world.weight() == pytest.approx(5.0)
 
 
@@ -267,8 +267,8 @@ def test_a_clear_brings_the_weight_back_over_the_same_duration():
     assert seen[0] == pytest.approx(5.0) and seen[-1] == 100.0
     assert all(b >= a for a, b in zip(seen, seen[1:]))
     assert max(b - a for a, b in zip(seen, seen[1:])) < 20.0
-    assert world.runtime.bleed_state(REG).phase == "restored"
-    assert world.runtime.bleeding_servers() == 0
+    assert world.gslb.served_at(REG.region, REG.address, REG.port).bleed.phase == "restored"
+    assert world.gslb.bleeding_servers() == 0
 
 
 def test_a_new_bleed_while_ramping_back_continues_from_where_it_stands():
@@ -278,15 +278,15 @@ def test_a_new_bleed_while_ramping_back_continues_from_where_it_stands():
     world.settle(12)
     world.beat("clear")
     world.settle(5)  # half-way back up
-    before = world.runtime.bleed_factor(REG)
+    before = world.gslb.served_at(REG.region, REG.address, REG.port).bleed.factor
     assert 0.3 < before < 0.8
     world.beat("bleed")
-    assert world.runtime.bleed_factor(REG) == pytest.approx(before, abs=1e-6)
-    assert world.runtime.bleed_state(REG).phase == "draining"
+    assert world.gslb.served_at(REG.region, REG.address, REG.port).bleed.factor == pytest.approx(before, abs=1e-6)
+    assert world.gslb.served_at(REG.region, REG.address, REG.port).bleed.phase == "draining"
     set_commands = world.store.ops("signal.set")
     assert len(set_commands) == 1 and set_commands[0]["at"] < world.clock.seconds()
     world.settle(10)
-    assert world.runtime.bleed_state(REG).phase == "drained"
+    assert world.gslb.served_at(REG.region, REG.address, REG.port).bleed.phase == "drained"
 
 
 def test_a_change_of_reason_keeps_the_factor():
@@ -297,7 +297,7 @@ def test_a_change_of_reason_keeps_the_factor():
     world.beat("bleed", "memory_high")
     signal = world.store.machine.signals[f"east/{REG.address}:{REG.port}"]
     assert signal["reason"] == "memory_high" and signal["bleed_duration"] == 4.0
-    assert world.runtime.bleed_state(REG).phase == "drained"
+    assert world.gslb.served_at(REG.region, REG.address, REG.port).bleed.phase == "drained"
     assert world.weight() == pytest.approx(5.0)
 
 
@@ -306,11 +306,11 @@ def test_a_repeated_bleed_changes_nothing():
     world = Bleeding()
     world.beat("bleed")
     world.settle(3)
-    factor = world.runtime.bleed_factor(REG)
+    factor = world.gslb.served_at(REG.region, REG.address, REG.port).bleed.factor
     writes = len(world.store.proposed)
     world.beat("bleed")
     assert len(world.store.proposed) == writes
-    assert world.runtime.bleed_factor(REG) == pytest.approx(factor)
+    assert world.gslb.served_at(REG.region, REG.address, REG.port).bleed.factor == pytest.approx(factor)
 
 
 def test_an_override_weight_is_bled_too():
@@ -319,8 +319,8 @@ def test_an_override_weight_is_bled_too():
     world.runtime.set_override("east", REG.address, 40, None, "half", None)
     world.beat("bleed")
     world.settle(20)
-    info = world.runtime.weight_info("east", REG.address, REG.port)
-    assert (info.source, info.effective) == ("override", pytest.approx(40 * 0.05))
+    info = world.gslb.served_at("east", REG.address, REG.port)
+    assert (info.source, info.weight) == ("override", pytest.approx(40 * 0.05))
 
 
 def test_weighted_routing_moves_the_share_away():
@@ -354,7 +354,7 @@ def test_a_fully_bled_failover_primary_yields_and_comes_back_after_clear():
     world.settle(5)
     assert world.picks() == {REG.address}  # still draining: failover does not split traffic
     world.settle(5)
-    assert world.runtime.bleed_state(REG).drained
+    assert world.gslb.served_at(REG.region, REG.address, REG.port).bleed.drained
     assert world.picks() == {"198.51.100.10"}  # the next server (west)
     world.beat("clear")
     world.settle(0.5)
@@ -371,7 +371,7 @@ def test_a_drained_server_is_still_answered_when_every_other_is_out():
     world.settle(30)
     world.beat("bleed")
     world.settle(11)
-    assert world.runtime.bleed_state(REG).drained
+    assert world.gslb.served_at(REG.region, REG.address, REG.port).bleed.drained
     assert world.picks() == {REG.address}
 
 
@@ -431,7 +431,7 @@ def test_time_is_the_reactors():
     world.beat("bleed")
     record_ = world.store.machine.signals[f"east/{REG.address}:{REG.port}"]
     assert record_["since"] == pytest.approx(NOW, abs=1.0)
-    assert math.isclose(world.runtime.bleed_factor(REG), 1.0)
+    assert math.isclose(world.gslb.served_at(REG.region, REG.address, REG.port).bleed.factor, 1.0)
 
 
 def test_the_api_shows_the_ramp_and_the_veto_as_documented():

@@ -71,4 +71,4 @@ def test_weighted_follows_weights():
 
 def test_registry_names_match_config_values():
     """The registry offers exactly the algorithms the configuration accepts."""
-    assert sorted(ALGORITHMS) == ["failover", "round-robin", "weighted"]
+    assert sorted(ALGORITHMS) == ["consistent-hash", "failover", "geolocation", "latency", "round-robin", "weighted"]

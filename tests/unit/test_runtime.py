@@ -78,12 +78,12 @@ class World:
         self.clock = Clock()
         self.clock.advance(NOW)
         self.checker = FakeChecker()
-        self.gslb = Gslb(self.clock, sample_config(), self.checker)
         self.store = store or MemoryStore()
         self.leader = leader
         self.ids = iter(f"id{i}" for i in range(1000))
-        self.runtime = Runtime(self.clock, self.gslb, self.store, is_leader=lambda: self.leader,
+        self.runtime = Runtime(self.clock, self.store, sample_config(), is_leader=lambda: self.leader,
                                id_factory=lambda: next(self.ids))
+        self.gslb = Gslb(self.clock, self.runtime.config, self.checker, runtime=self.runtime)
         self.gslb.start()
         self.runtime.start()
         self.clock.advance(0)
@@ -127,8 +127,8 @@ def test_override_weight_applies_within_one_rebuild():
     world.settle()
     assert world.candidates()["east/192.0.2.10:80"].weight == 0.0
     assert "192.0.2.10" not in world.picks()
-    info = world.runtime.weight_info("east", "192.0.2.10", 80)
-    assert (info.base, info.effective, info.source) == (100, 0.0, "override")
+    info = world.gslb.served_at("east", "192.0.2.10", 80)
+    assert (info.base, info.weight, info.source) == (100, 0.0, "override")
     done(world.runtime.set_override("east", "192.0.2.11", 700, None, "more", None))
     world.settle()
     assert world.candidates()["east/192.0.2.11:80"].weight == 700.0
@@ -140,11 +140,11 @@ def test_override_enabled_false_removes_and_delete_restores():
     done(world.runtime.set_override("west", "198.51.100.10", None, False, "maintenance", None))
     world.settle()
     assert world.gslb.view.domains["west.example.test"].families[4].picker.pick() is None
-    assert world.runtime.weight_info("west", "198.51.100.10", 80).source == "override"
+    assert world.gslb.served_at("west", "198.51.100.10", 80).source == "override"
     done(world.runtime.delete_override("west", "198.51.100.10"))
     world.settle()
     assert world.picks("west.example.test") == {"198.51.100.10"}
-    assert world.runtime.weight_info("west", "198.51.100.10", 80).source == "config"
+    assert world.gslb.served_at("west", "198.51.100.10", 80).source == "config"
     with pytest.raises(NotFound):
         done(world.runtime.delete_override("west", "198.51.100.10"))
 
@@ -324,7 +324,7 @@ def test_reload_keeps_registrations_and_the_configuration_wins_a_clash():
     assert "east/192.0.2.51:9000" in world.candidates()
     assert world.gslb.health.get(ServerKey("east", "192.0.2.51", 8080)) is None
     rid = next(r["id"] for r in world.store.machine.registrations.values() if r["address"] == "192.0.2.51")
-    status = world.runtime.registration_status(world.store.machine.registrations[rid])
+    status = world.gslb.registration_status(world.store.machine.registrations[rid])
     assert status["served"] is False and "configured server" in status["not_served"]
     world.gslb.apply_config(dataclasses.replace(sample_config(), regions=sample_config().regions[1:],
                                                 domains=sample_config().domains[1:]))
@@ -348,8 +348,8 @@ def test_veto_makes_a_server_unhealthy_while_active():
 def test_bleed_factor_is_neutral():
     """Without predictive health the bleed factor is 1.0: effective = base or override weight."""
     world = World()
-    assert world.runtime.bleed_factor(ServerKey("east", "192.0.2.10", 80)) == 1.0
-    assert world.runtime.weight_info("east", "192.0.2.11", 80).effective == 50.0
+    assert world.gslb.served_at("east", "192.0.2.10", 80).bleed.factor == 1.0
+    assert world.gslb.served_at("east", "192.0.2.11", 80).weight == 50.0
 
 
 def test_writes_that_cannot_be_committed_fail_with_write_failed():

@@ -1,5 +1,8 @@
 """The bleed ramp of predictive health (SPEC §7.6): pure functions of (signal record, now).
 
+Part of the served policy (:mod:`opengslb.served`): standalone and cluster
+mode both use it.
+
 An agent that sees its host running hot sends a ``bleed`` signal; the state
 machine keeps one signal record per server (``region/address:port``)::
 
@@ -32,16 +35,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 __all__ = [
     "COSINE",
+    "DISABLED",
     "FLOOR",
     "LINEAR",
     "NO_BLEED",
     "BleedState",
     "bleed_factor",
     "bleed_state",
+    "bleeding_servers",
+    "served_bleed",
     "continuing_since",
     "drain_factor",
     "ease",
@@ -91,6 +97,8 @@ class BleedState:
 
 #: The state of a server without a signal record.
 NO_BLEED = BleedState(1.0, "none")
+#: The state of a server whose signal is ignored (``cluster.predictive_health.enabled`` is false).
+DISABLED = BleedState(1.0, "disabled")
 
 
 def ease(x: float, shape: str = COSINE) -> float:
@@ -173,3 +181,21 @@ def continuing_since(factor: float, duration: float, now: float, floor: float = 
         return now - duration
     progress = ease_inverse((1.0 - factor) / (1.0 - floor), shape)
     return now - progress * duration
+
+
+def served_bleed(enabled: bool, record: Optional[Mapping[str, Any]], now: float) -> BleedState:
+    """The bleed a server is served with: :data:`NO_BLEED` without a signal ``record``,
+    :data:`DISABLED` (factor 1.0) when predictive health is not ``enabled``, else
+    :func:`bleed_state` of the record at ``now``."""
+    if record is None:
+        return NO_BLEED
+    if not enabled:
+        return DISABLED
+    return bleed_state(record, now)
+
+
+def bleeding_servers(enabled: bool, records: Iterable[Mapping[str, Any]], now: float) -> int:
+    """How many of the signal ``records`` have a factor below 1.0 at ``now`` (0 when not ``enabled``)."""
+    if not enabled:
+        return 0
+    return sum(1 for record in records if bleed_state(record, now).bleeding)
