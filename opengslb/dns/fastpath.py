@@ -160,7 +160,7 @@ def _no_candidate() -> Optional[Candidate]:
 
 _NO_KEY: RoutingKey = ("", "", "")
 _CACHE_LIMIT = 65_536  # parsed ECS options and encoded echoes kept (cleared when full)
-_SEEN_LIMIT = 4_096  # queries remembered whole (:attr:`FastPath._seen`; cleared when full)
+_SEEN_LIMIT = 65_536  # queries remembered whole (:attr:`FastPath._seen`; cleared when full)
 _SEEN_MAX_BYTES = 512  # longer queries are not remembered
 
 
@@ -258,9 +258,11 @@ class FastPath:
         self._ecs = stats  # counts queries carrying ECS (``ecs_queries``)
         self._subnets: Dict[bytes, Subnet] = {}  # ECS option data → parsed
         self._echoes: Dict[Tuple[Subnet, int, int], bytes] = {}  # (subnet, scope, DO|NSID) → our OPT
-        # Query bytes after the ID → (entry, the reply's bytes between its ID and answer record,
-        # the OPT echo), for client-independent one-address answers: a repeated query skips the parse.
-        self._seen: Dict[bytes, Tuple[_Entry, bytes, bytes]] = {}
+        # Query bytes after the ID → (pick, entry, the reply's bytes between its ID and answer
+        # record, the OPT echo, whether it carries ECS) for one-address answers that the bytes
+        # alone decide (client-independent, or steered by the query's ECS option): a repeated
+        # query skips the parse and the steering and only picks.
+        self._seen: Dict[bytes, Tuple[Callable[[], Optional[Candidate]], _Entry, bytes, bytes, bool]] = {}
         if view is not None:
             self.rebuild(view)
 
@@ -330,12 +332,15 @@ class FastPath:
         records of ``answer_count``, which the configuration bounds so they
         fit) always fit the client's UDP limit.  Never raises on malformed input.
         """
-        seen = self._seen.get(data[2:])
+        remembered = data[2:]
+        seen = self._seen.get(remembered)
         if seen is not None:  # the same query (but its ID) was answered here since the last rebuild
-            known, head, echo = seen
-            chosen = known.pick()
+            pick, known, head, echo, with_ecs = seen
+            chosen = pick()
             if chosen is None:
                 return None
+            if with_ecs:
+                self._ecs.ecs_queries += 1
             try:
                 record, routing_key = known.records[chosen.order]  # type: ignore[misc]
             except KeyError:
@@ -394,9 +399,10 @@ class FastPath:
             if len(data) <= _SEEN_MAX_BYTES:
                 if len(self._seen) >= _SEEN_LIMIT:
                     self._seen.clear()
-                self._seen[data[2:]] = (entry, _FLAGS[data[2] & 1 | data[3] >> 3 & 2] + counts + data[12:end], echo)
+                self._seen[remembered] = (entry.pick, entry, _FLAGS[data[2] & 1 | data[3] >> 3 & 2] + counts
+                                        + data[12:end], echo, False)
         else:
-            record, routing_key, counts, echo = self._steer(entry, data, end, ecs_at, source, echo)
+            record, routing_key, counts, echo = self._steer(entry, data, end, ecs_at, source, echo, remembered)
             if not record:
                 return None
         queries, routing, query_key = self._queries, self._routing, entry.query_key
@@ -405,8 +411,8 @@ class FastPath:
         return b"".join((data[:2], _FLAGS[data[2] & 1 | data[3] >> 3 & 2], counts, data[12:end],
                          record, echo))
 
-    def _steer(self, entry: _Entry, data: bytes, end: int, found: int, source: Optional[str], echo: bytes
-               ) -> Tuple[bytes, RoutingKey, bytes, bytes]:
+    def _steer(self, entry: _Entry, data: bytes, end: int, found: int, source: Optional[str], echo: bytes,
+               remembered: bytes) -> Tuple[bytes, RoutingKey, bytes, bytes]:
         """A client-aware, multi-value or ECS answer: (records, routing key, counts, OPT echo).
 
         ``found`` is :func:`scan_options`' result (0 without options).  Empty
@@ -439,7 +445,16 @@ class FastPath:
                 client = NO_CLIENT
         else:
             client = NO_CLIENT
-        chosen, scope = steering.select(client)
+        bound = None
+        if len(data) <= _SEEN_MAX_BYTES and (not steering.client_aware or client is not NO_CLIENT and subnet
+                                             is not None and subnet.client is not None):
+            bound = steering.bound(client)  # the query's bytes decide the client: remember them
+        chosen: Tuple[Candidate, ...]
+        if bound is not None:
+            one = bound[0]()
+            chosen, scope = ((one,) if one is not None else ()), bound[1]
+        else:
+            chosen, scope = steering.select(client)
         if not chosen:
             return b"", _NO_KEY, b"", b""
         if subnet is not None:
@@ -458,7 +473,13 @@ class FastPath:
             first = chosen[0]
             found_record = entry.records.get(first.order)
             record, routing_key = found_record if found_record is not None else entry.record_for(first)
-            return record, routing_key, _ANSWER_COUNTS[data[11]], echo
+            counts = _ANSWER_COUNTS[data[11]]
+            if bound is not None:
+                if len(self._seen) >= _SEEN_LIMIT:
+                    self._seen.clear()
+                self._seen[remembered] = (bound[0], entry, _FLAGS[data[2] & 1 | data[3] >> 3 & 2] + counts
+                                        + data[12:end], echo, subnet is not None)
+            return record, routing_key, counts, echo
         records = [entry.records.get(c.order) or entry.record_for(c) for c in chosen]
         counts = b"\x00\x01" + struct.pack("!H", len(records)) + b"\x00\x00\x00" + bytes((data[11],))
         return b"".join(r for r, _ in records), records[0][1], counts, echo

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from opengslb.routing.base import (
     NO_CLIENT,
@@ -59,6 +59,11 @@ class _HashPicker:
 
     def pick(self) -> Optional[Candidate]:
         return self.pick_for(NO_CLIENT)[0]
+
+    def bound_for(self, client: Client) -> Tuple[Callable[[], Optional[Candidate]], int]:
+        """(a function giving ``client``'s server, the ECS scope): see :meth:`Steering.bound`."""
+        found, scope = self.pick_for(client)
+        return (lambda: found), scope
 
     def peek(self) -> Optional[Candidate]:
         return self.pick_for(NO_CLIENT)[0]

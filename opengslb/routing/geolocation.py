@@ -25,7 +25,7 @@ the database record's prefix as well; never more than /24 (IPv4) or /56
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from opengslb.routing.base import (
     CLIENT_PREFIX_CAP,
@@ -169,6 +169,10 @@ def plan_for(context: RoutingContext, candidates: Sequence[Candidate] = ()) -> G
     return plan[1]
 
 
+def _nothing() -> Optional[Candidate]:
+    return None
+
+
 class _GeoPicker:
     """Per (domain, family): each order's answering region, balanced within by weight."""
 
@@ -203,6 +207,12 @@ class _GeoPicker:
 
     def peek(self) -> Optional[Candidate]:
         return self.pick_for(NO_CLIENT, advance=False)[0]
+
+    def bound_for(self, client: Client) -> Tuple[Callable[[], Optional[Candidate]], int]:
+        """(the pick of ``client``'s region order, the ECS scope): see :meth:`Steering.bound`."""
+        steered = self._plan.steer(client, self._geoip)
+        picker = self._first[steered.order]
+        return (picker.pick if picker is not None else _nothing), steered.scope
 
     def ranking_for(self, client: Client, first: Candidate) -> Sequence[Candidate]:
         """The chosen region's servers (rotated to follow ``first``), then the order's other regions."""

@@ -13,7 +13,7 @@ nothing moves: the same selection the next query would get, for explaining.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from opengslb.routing.base import Candidate, Client, Picker, eligible
 
@@ -50,6 +50,21 @@ class Steering:
         if self.count == 1:
             return (first,), scope
         return self._more(first, client), scope
+
+    def bound(self, client: Client) -> Optional[Tuple[Callable[[], Optional[Candidate]], int]]:
+        """For one-address answers: (a function picking ``client``'s next answer, the ECS scope).
+
+        What :meth:`select` does for ``client``, split so a caller that sees
+        the same client again (the fast path, by the query's bytes) can skip
+        the steering and only pick.  Valid until the view is rebuilt.  None
+        for multi-value answers or a picker that cannot bind a client.
+        """
+        if self.count != 1:
+            return None
+        if not self.client_aware:
+            return self.picker.pick, 0
+        bind = getattr(self.picker, "bound_for", None)
+        return bind(client) if bind is not None else None
 
     def _more(self, first: Candidate, client: Client) -> Tuple[Candidate, ...]:
         picker = self.picker

@@ -422,8 +422,9 @@ def test_a_repeated_query_is_answered_from_memory_with_its_own_id_and_the_curren
         assert reply.answer[0][0].address == "192.0.2.11"
 
 
-def test_remembered_queries_are_bounded():
+def test_remembered_queries_are_bounded(monkeypatch):
     """Distinct spellings (0x20 case randomisation) fill the memory at most to its limit."""
+    monkeypatch.setattr(fastpath, "_SEEN_LIMIT", 64)
     fast = FastPath.from_view(make_view(CONFIG, frozenset(), 0), QueryStats())
     name = f"rr.{ZONE}"
     letters = [k for k, c in enumerate(name) if c.isalpha()]

@@ -490,6 +490,25 @@ def test_fast_path_answers_client_aware_domains_as_the_full_path(seed, count, do
     assert fast_stats.ecs_queries == full_stats.ecs_queries
 
 
+def test_remembered_answers_follow_the_query_bytes_never_the_source():
+    """The fast path remembers answers the query's bytes decide (ECS-steered or client-
+    independent); one steered by the source address is worked out again for each source."""
+    config, twin = steering_config(), steering_config()
+    fast_stats, full_stats = QueryStats(), QueryStats()
+    fast = FastPath.from_view(steering_view(config), fast_stats)
+    full_view = steering_view(twin)
+    reference = DNSResponder(lambda: full_view, full_stats)
+    asked = [query(f"geo.{ZONE}", qid=1), query(f"geo.{ZONE}", subnet=("10.1.2.0", 24), qid=2),
+             query(f"geo.{ZONE}", subnet=("172.16.0.0", 24), qid=3), query(f"hash.{ZONE}", qid=4),
+             query(f"hash.{ZONE}", subnet=("10.9.8.0", 24), qid=5), query(f"rr.{ZONE}", subnet=("10.0.0.0", 8))]
+    for source in ("10.1.9.9", "172.20.0.1", "10.1.9.9", "198.18.0.1", "2001:db8:1::5"):
+        for data in asked:
+            assert fast.respond(data, True, source) == reference.respond(data, 4096, source), (source, data)
+    assert fast._seen, "ECS-steered answers are remembered"
+    assert fast_stats.ecs_queries == full_stats.ecs_queries == 20
+    assert fast_stats.queries == full_stats.queries and fast_stats.routing == full_stats.routing
+
+
 def test_plain_replies_without_ecs_are_unchanged():
     """Without ECS a client-independent domain's reply has no ECS option (as before)."""
     view = steering_view(steering_config())
