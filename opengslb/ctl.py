@@ -6,7 +6,7 @@ document per line), and the API's error message with a non-zero exit code
 when something is refused.
 
     opengslb ctl status | servers | domains | overrides | members
-    opengslb ctl explain NAME [--type A|AAAA] [--client IP] [--subnet PREFIX]
+    opengslb ctl explain NAME --client IP [--type A|AAAA] [--subnet PREFIX]
     opengslb ctl drain REGION/ADDRESS [--reason R] [--ttl 1h]
     opengslb ctl undrain REGION/ADDRESS
     opengslb ctl reload
@@ -151,14 +151,64 @@ def show_members(reply: Dict[str, Any]) -> str:
 
 
 def show_explain(reply: Dict[str, Any]) -> str:
-    lines = [f"{reply.get('name')} {reply.get('type')} for {reply.get('client')}: "
-             f"{', '.join(reply.get('answer', [])) or '(no address)'} [{reply.get('rcode')}]",
-             f"algorithm {reply.get('algorithm')}, matched {json.dumps(reply.get('matched'))}, "
-             f"ecs scope {reply.get('ecs_scope')}, policy {reply.get('policy')}"]
-    rows = [(c.get("region"), f"{c.get('address')}:{c.get('port')}", c.get("healthy"),
-             _weight(c.get("effective_weight")), c.get("excluded_because"))
-            for c in reply.get("candidates", [])]
-    return "\n".join(lines) + "\n" + table(rows, ["region", "server", "healthy", "weight", "excluded"])
+    """The answer, what decided it, then every candidate with its health, weight and reason."""
+    answer = ", ".join(reply.get("answer") or []) or "(none)"
+    scope = reply.get("ecs_scope")
+    status = f"{reply.get('rcode')}" + (f", ECS scope /{scope}" if scope is not None else "")
+    lines = [f"{reply.get('name')} {reply.get('type')} for {reply.get('client')} "
+             f"(client network {reply.get('client_network')})",
+             f"answer     {answer}  [{status}]"]
+    zone = reply.get("zone")
+    if reply.get("domain") is not None:
+        lines.append(f"domain     {reply['domain']} ({reply.get('algorithm')}) in zone {zone}")
+        lines.append(f"matched    {_matched_text(reply.get('matched'))}")
+    else:
+        lines.append(f"domain     (not a configured domain; zone {zone})" if zone is not None
+                     else "domain     (outside every zone)")
+    if reply.get("policy") is not None:
+        lines.append(f"policy     when_all_down: {reply['policy']} (every server is down)")
+    candidates = reply.get("candidates") or []
+    if not candidates:
+        return "\n".join(lines)
+    rows: List[Tuple[Any, ...]] = [
+        (c.get("region"), _endpoint(c.get("address"), c.get("port")), "up" if c.get("healthy") else "DOWN",
+         _weight(c.get("effective_weight")),
+         "answered" if c.get("excluded_because") is None else c.get("excluded_because"))
+        for c in candidates]
+    headers = ["region", "server", "health", "weight", "in the answer, or why not"]
+    if any("node_verdicts" in c for c in candidates):
+        headers.append("node verdicts")
+        rows = [row + (" ".join(f"{node}={'up' if up else 'DOWN'}"
+                                for node, up in (c.get("node_verdicts") or {}).items()) or "-",)
+                for row, c in zip(rows, candidates)]
+    return "\n".join(lines) + "\n" + table(rows, headers)
+
+
+def _endpoint(address: Any, port: Any) -> str:
+    return f"[{address}]:{port}" if ":" in str(address) else f"{address}:{port}"
+
+
+def _matched_text(matched: Any) -> str:
+    """A topology rule, GeoIP record or hashed network in one line."""
+    if not matched:
+        return "nothing client-specific (the domain's own order)"
+    if not isinstance(matched, dict):
+        return json.dumps(matched)
+    if "hashed_network" in matched:
+        return f"hashed network {matched['hashed_network']}"
+    parts = []
+    if "rule" in matched:
+        what = "; ".join(f"{key} {', '.join(matched[key])}" for key in ("networks", "countries", "continents")
+                         if matched.get(key))
+        parts.append(f"topology rule {matched['rule']}: {what} → regions {', '.join(matched.get('regions', []))}")
+    geoip = matched.get("geoip")
+    if isinstance(geoip, dict):
+        parts.append(f"GeoIP country {geoip.get('country') or '-'}, continent {geoip.get('continent') or '-'} "
+                     f"(/{geoip.get('prefix')})")
+    text = "; ".join(parts) or json.dumps(matched)
+    if matched.get("order"):
+        text += f" (order {', '.join(matched['order'])})"
+    return text
 
 
 def show_done(reply: Dict[str, Any]) -> str:
@@ -198,11 +248,9 @@ def _join(client: Client, args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _explain(client: Client, args: argparse.Namespace) -> Dict[str, Any]:
-    query = {"name": args.name, "type": args.type}
-    if args.client:
-        query["client"] = args.client
-    if args.subnet:
-        query["subnet"] = args.subnet
+    query = {"name": args.name, "type": args.type, "client": args.client}
+    if args.subnet is not None:
+        query["subnet"] = str(args.subnet)
     return client.call("GET", "/api/v1/explain", query=query)
 
 
@@ -247,8 +295,10 @@ def parser(environ: Dict[str, str]) -> argparse.ArgumentParser:
         if name == "explain":
             command.add_argument("name", metavar="NAME")
             command.add_argument("--type", default="A", choices=["A", "AAAA"])
-            command.add_argument("--client", help="client IP address")
-            command.add_argument("--subnet", help="client subnet prefix length (ECS)")
+            command.add_argument("--client", required=True,
+                                 help="the client's IP address (the query's source, or the ECS address)")
+            command.add_argument("--subnet", type=int,
+                                 help="ECS source prefix length (absent: a query without ECS)")
         if name == "join":
             command.add_argument("address", metavar="HOST:PORT")
             command.add_argument("--name")

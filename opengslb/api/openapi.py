@@ -10,7 +10,7 @@ refused earlier: 401, 403, 404, 409, 413).  Text formats (IP addresses,
 durations, member addresses) are given as ``pattern``s that the server
 itself matches (:mod:`opengslb.api.patterns`); bounds, required fields,
 nullability and closed objects (``additionalProperties: false``) mirror the
-checks in :mod:`opengslb.api.app`.  ``tests/e2e/test_api_fuzz_e2e.py`` runs
+checks in :mod:`opengslb.api.app`.  ``tests/integration/test_api_fuzz.py`` runs
 schemathesis over the real server to keep it so.
 """
 
@@ -20,6 +20,7 @@ import copy
 from typing import Any, Dict, List, Optional
 
 from opengslb import __version__
+from opengslb.api import explain
 from opengslb.api.patterns import (
     IP_ADDRESS,
     MEMBER_ADDRESS,
@@ -396,7 +397,7 @@ def _unauthorized() -> Schema:
 
 
 def _read(summary: str, ok: Schema, parameters: Optional[List[Schema]] = None,
-          runtime: bool = False, more: Optional[Dict[str, Schema]] = None) -> Schema:
+          more: Optional[Dict[str, Schema]] = None) -> Schema:
     """A GET: no token needed.
 
     Its ``security`` says so (``{}``) and also lists ``bearerAuth``: a token
@@ -406,8 +407,6 @@ def _read(summary: str, ok: Schema, parameters: Optional[List[Schema]] = None,
     for another method on a read-only path when it has no token.
     """
     responses: Dict[str, Schema] = {"200": _json("OK", ok), **_common(), **(more or {})}
-    if runtime:
-        responses["503"] = _error("runtime state is not available")
     operation: Schema = {"summary": summary, "security": [{}, {"bearerAuth": []}],
                          "responses": dict(sorted(responses.items()))}
     if parameters:
@@ -461,9 +460,9 @@ def _runtime_paths() -> Dict[str, Schema]:
     """Overrides and registered services (SPEC §9)."""
     return {
         "/api/v1/overrides": {"get": _read("Every override in force",
-                                           _list_of("overrides", _ref("Override")), runtime=True)},
+                                           _list_of("overrides", _ref("Override")))},
         "/api/v1/overrides/{region}/{address}": {
-            "get": _read("The override of one server", _ref("Override"), _REGION_ADDRESS, runtime=True,
+            "get": _read("The override of one server", _ref("Override"), _REGION_ADDRESS,
                          more={"400": _error(f"the address is not an IP address; or {_BAD_REQUEST}"),
                                "404": _error("unknown region, or no override")}),
             "put": _write("Set (replace) the override of one server; effective in answers "
@@ -480,7 +479,7 @@ def _runtime_paths() -> Dict[str, Schema]:
         },
         "/api/v1/services": {
             "get": _read("Registered services with claim, signal, veto and expiry",
-                         _list_of("services", _ref("Service")), runtime=True),
+                         _list_of("services", _ref("Service"))),
             "post": _write("Register a service (201 with a new id; 200 with the same id when "
                            "region+address+port is already registered)", "drain", _ref("ServiceId"),
                            {"404": "no configured region of that name",
@@ -566,6 +565,7 @@ def openapi_document() -> Dict[str, Any]:
              "503": "the change could not be committed (no leader, timeout)"},
             "RemoveRequest", bad_request="the body is not a RemoveRequest")},
         **_runtime_paths(),
+        "/api/v1/explain": explain.document_path(_read, _error),
         "/api/v1/openapi.json": {"get": _read("This document", {"type": "object"})},
         "/api/v1/config/reload": {"post": _write(
             "Re-read and apply the configuration file (same as SIGHUP); takes no body", "admin",
@@ -578,7 +578,7 @@ def openapi_document() -> Dict[str, Any]:
         "info": {"title": "OpenGSLB API", "version": __version__, "description": _DESCRIPTION},
         "paths": paths,
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": {**_SCHEMAS, **explain.SCHEMAS},
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",
                 "description": "Authorization: Bearer <token>; tokens have scope drain or admin "

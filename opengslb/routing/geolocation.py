@@ -132,6 +132,24 @@ class GeoPlan:
             return Steered(order, min(scope, CLIENT_PREFIX_CAP[version]), geo_rule, via)
         return Steered(0, min(scope, CLIENT_PREFIX_CAP[version]), None, None)
 
+    def network_rule(self, client: Client) -> Optional[int]:
+        """The rule of the longest topology network holding ``client``'s address (for explain).
+
+        :meth:`steer` cannot say it when the rule gives the domain's own order:
+        the map merges such networks with "unmatched" (as gdnsd does).  A linear
+        scan; never used to answer.
+        """
+        version, value, _ = client
+        bits = 32 if version == 4 else 128
+        best: Optional[Tuple[int, int]] = None
+        for i in self._network_rule:
+            for network in self.rules[i].networks:
+                length = network.prefixlen
+                if network.version == version and (best is None or length > best[0]) and (
+                        value >> (bits - length) == int(network.network_address) >> (bits - length)):
+                    best = (length, i)
+        return best[1] if best is not None else None
+
     def describe(self, steered: Steered) -> Optional[Dict[str, Any]]:
         """What matched, as the explain endpoint shows it (None: nothing, the domain's order)."""
         if steered.rule is None and steered.via is None:
@@ -223,7 +241,12 @@ class _GeoPicker:
         return ranking + [c for r in order if r != first.region for c in self._region_pool.get(r, ())]
 
     def explain_for(self, client: Client) -> Optional[Dict[str, Any]]:
-        return self._plan.describe(self._plan.steer(client, self._geoip))
+        steered = self._plan.steer(client, self._geoip)
+        if steered.rule is None and steered.via is None:  # maybe a rule giving the domain's own order
+            rule = self._plan.network_rule(client)
+            if rule is not None:
+                steered = Steered(steered.order, steered.scope, rule, None)
+        return self._plan.describe(steered)
 
 
 class Geolocation:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import ipaddress
 import textwrap
 from pathlib import Path
-from typing import List
 
 import pytest
 
-from opengslb.config import ConfigError, parse_config
-from opengslb.config.model import Config, TopologyRule
+from opengslb.config.model import TopologyRule
 from tests.unit.mmdb import country, write_mmdb
+from tests.unit.test_config import parse, problems
 
 BASE = """\
 regions:
@@ -24,16 +23,6 @@ domains:
   - name: www.example.com
     regions: [eu, us]
 """
-
-
-def parse(text: str) -> Config:
-    return parse_config(textwrap.dedent(text), "config.yaml")
-
-
-def problems(text: str) -> List[str]:
-    with pytest.raises(ConfigError) as info:
-        parse(text)
-    return [str(p) for p in info.value.problems]
 
 
 def with_domain(extra: str, head: str = "") -> str:
