@@ -160,8 +160,8 @@ def _no_candidate() -> Optional[Candidate]:
 
 _NO_KEY: RoutingKey = ("", "", "")
 _CACHE_LIMIT = 65_536  # parsed ECS options and encoded echoes kept (cleared when full)
-_SEEN_LIMIT = 65_536  # queries remembered whole (:attr:`FastPath._seen`; cleared when full)
-_SEEN_MAX_BYTES = 512  # longer queries are not remembered
+_SEEN_LIMIT = 16_384  # queries remembered whole (:attr:`FastPath._seen`; cleared when full)
+_SEEN_MAX_BYTES = 256  # longer queries are not remembered
 
 
 class _Domain:
