@@ -14,7 +14,7 @@ serves, every default check on, three times:
 For each run: test cases, unique failures, run errors, seconds; then the
 server's log is searched for tracebacks.  Exit status 0 only when every run
 found nothing and the log is clean.  The CI test
-(``tests/e2e/test_api_fuzz_e2e.py``) is the same with few examples and a
+(``tests/integration/test_api_fuzz.py``) is the same with few examples and a
 fixed seed.
 
     python bench/api_fuzz.py                          # about 6,000+ cases, several minutes

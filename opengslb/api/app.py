@@ -54,7 +54,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from opengslb.api import auth, patterns
+from opengslb.api import auth, explain, patterns
 from opengslb.api.openapi import AGENT_MAX, OVERRIDE_TTL_MAX, SERVICE_TTL_MAX, openapi_document
 from opengslb.api.timefmt import rfc3339
 from opengslb.api.ui import StatusPage
@@ -207,8 +207,7 @@ class GslbAPI:
         reloads and to stamp runtime-state writes.
     :param cluster: the cluster facade (default: a standalone node).
     :param runtime: the runtime state (:class:`opengslb.runtime.Runtime`):
-        overrides and registered services.  Without it those routes answer
-        503 and every server reports its configured weight.
+        overrides and registered services.
 
     Serve ``GslbAPI(...).resource()`` (the same as ``.app.resource()``).
     """
@@ -217,8 +216,8 @@ class GslbAPI:
 
     def __init__(self, gslb: "Gslb", reloader: ReloadTrigger, settings: Callable[[], APIConfig],
                  readiness: Callable[[], Tuple[bool, Optional[str]]], node_name: str,
-                 clock: Clock, cluster: Optional[Any] = None,
-                 runtime: Optional["Runtime"] = None,
+                 clock: Clock, cluster: Optional[Any] = None, *,
+                 runtime: "Runtime",
                  events: Optional[RecentEvents] = None) -> None:
         self._cluster = cluster if cluster is not None else StandaloneCluster(node_name, lambda: None)
         self._gslb = gslb
@@ -343,14 +342,13 @@ class GslbAPI:
         return {"servers": servers}
 
     def _registrations_of(self, region: str) -> List[Dict[str, Any]]:
-        return self.runtime.served_registrations(region) if self.runtime is not None else []
+        return self.runtime.served_registrations(region)
 
     def _registered_health(self, region: str, registration: Dict[str, Any]) -> Dict[str, Any]:
         server = ServerConfig(registration["address"], registration["port"], registration["weight"])
         served = self._gslb.served(region, server)
         if served.judged_by == "check":
             return self._server_health(region, server, registration)
-        assert self.runtime is not None
         claim = bool(registration.get("claim"))
         last_seen = self.runtime.last_seen(registration)
         return {
@@ -450,24 +448,17 @@ class GslbAPI:
 
     # -- runtime state: overrides ------------------------------------------------
 
-    def _runtime(self) -> "Runtime":
-        if self.runtime is None:
-            raise APIError(503, "runtime state is not available in this process")
-        return self.runtime
-
     @_route(app, "/api/v1/overrides")
     def overrides(self, request: Request) -> Dict[str, Any]:
         """Every override in force (expired ones are left out), by region and address."""
-        runtime = self._runtime()
         now = self._clock.seconds()
-        active = runtime.machine.active_overrides(now)
+        active = self.runtime.machine.active_overrides(now)
         return {"overrides": [_override_json(o) for _, o in sorted(active.items())]}
 
     @_route(app, "/api/v1/overrides/<region>/<address>")
     def override_get(self, request: Request, region: str, address: str) -> Dict[str, Any]:
-        runtime = self._runtime()
         address = _path_address(address)
-        override = runtime.active_override(region, address)
+        override = self.runtime.active_override(region, address)
         if override is None:
             self._known_region(region, 404)
             raise APIError(404, f"no override for {address} in region {region}")
@@ -476,10 +467,9 @@ class GslbAPI:
     @_route(app, "/api/v1/overrides/<region>/<address>", "PUT", scope="drain")
     def override_put(self, request: Request, region: str, address: str) -> "Deferred[Dict[str, Any]]":
         """Replace the override of a configured (or registered) server."""
-        runtime = self._runtime()
         address = _path_address(address)
         self._known_region(region, 404)
-        if not runtime.server_known(region, address):
+        if not self.runtime.server_known(region, address):
             raise APIError(404, f"{address} is not a server of region {region}")
         body = self._json_body(request)
         _only(body, ("weight", "enabled", "reason", "ttl"))
@@ -495,16 +485,15 @@ class GslbAPI:
         if len(reason) > MAX_TEXT:
             raise APIError(400, f"reason is longer than {MAX_TEXT} characters")
         ttl = _duration_field(body, "ttl", required=False, maximum=MAX_OVERRIDE_TTL)
-        d = runtime.set_override(region, address, weight, enabled, reason, ttl)
+        d = self.runtime.set_override(region, address, weight, enabled, reason, ttl)
         return _shielded(d).addCallbacks(_override_json, _write_failed)
 
     @_route(app, "/api/v1/overrides/<region>/<address>", "DELETE", scope="drain")
     def override_delete(self, request: Request, region: str, address: str) -> "Deferred[Dict[str, Any]]":
-        runtime = self._runtime()
         address = _path_address(address)
-        if runtime.machine.overrides.get(f"{region}/{address}") is None:
+        if self.runtime.machine.overrides.get(f"{region}/{address}") is None:
             self._known_region(region, 404)
-        return _shielded(runtime.delete_override(region, address)).addCallbacks(
+        return _shielded(self.runtime.delete_override(region, address)).addCallbacks(
             _override_json, _write_failed)
 
     def _known_region(self, region: str, status: int) -> None:
@@ -518,15 +507,13 @@ class GslbAPI:
     @_route(app, "/api/v1/services")
     def services(self, request: Request) -> Dict[str, Any]:
         """Every registration, in registration order, with claim, signal, veto and expiry."""
-        runtime = self._runtime()
-        records = sorted(runtime.machine.registrations.values(),
+        records = sorted(self.runtime.machine.registrations.values(),
                          key=lambda r: (r["registered_at"], r["id"]))
         return {"services": [_service_json(self._gslb, r) for r in records]}
 
     @_route(app, "/api/v1/services", "POST", scope="drain")
     def service_register(self, request: Request) -> "Deferred[Reply]":
         """Register a server: 201 with a new id, 200 with the same id when already registered."""
-        runtime = self._runtime()
         body = self._json_body(request)
         _only(body, ("region", "address", "port", "weight", "ttl", "healthy", "agent"))
         region = body.get("region")
@@ -556,14 +543,13 @@ class GslbAPI:
             record, created = result
             return Reply({"id": record["id"]}, 201 if created else 200)
 
-        d = runtime.register(region, address, port, weight, ttl, healthy, agent)
+        d = self.runtime.register(region, address, port, weight, ttl, healthy, agent)
         return _shielded(d).addCallbacks(done, _write_failed)
 
     @_route(app, "/api/v1/services/<id>/heartbeat", "PUT", scope="drain")
     def service_heartbeat(self, request: Request, id: str) -> "Deferred[Dict[str, Any]]":
         """Renew a registration; the body carries the claim and any predictive signal."""
-        runtime = self._runtime()
-        if id not in runtime.machine.registrations:
+        if id not in self.runtime.machine.registrations:
             raise APIError(404, f"no registration {id} (it may have expired: register again)")
         body = self._json_body(request)
         _only(body, ("healthy", "signal"))
@@ -571,13 +557,12 @@ class GslbAPI:
         if healthy is not None and not isinstance(healthy, bool):
             raise APIError(400, "healthy must be true, false, null or absent (no claim)")
         signal = _signal(body["signal"]) if "signal" in body else None
-        d = runtime.heartbeat(id, healthy, signal)
+        d = self.runtime.heartbeat(id, healthy, signal)
         return _shielded(d).addCallbacks(lambda record: _service_json(self._gslb, record), _write_failed)
 
     @_route(app, "/api/v1/services/<id>", "DELETE", scope="drain")
     def service_deregister(self, request: Request, id: str) -> "Deferred[Dict[str, Any]]":
-        runtime = self._runtime()
-        return _shielded(runtime.deregister(id)).addCallbacks(
+        return _shielded(self.runtime.deregister(id)).addCallbacks(
             lambda record: {"id": record["id"], "deregistered": True}, _write_failed)
 
     # -- cluster ------------------------------------------------------------------
@@ -662,6 +647,18 @@ class GslbAPI:
                     "restart_required": list(outcome.restart_required)}
 
         return _shielded(self._reloader.reload()).addCallback(done)
+
+    # -- explain (SPEC §4.1) ------------------------------------------------------
+
+    @_route(app, "/api/v1/explain")
+    def explain_answer(self, request: Request) -> Dict[str, Any]:
+        """What DNS would answer a client now, and why (read-only: see :mod:`opengslb.api.explain`)."""
+        try:
+            query = explain.parse_query(request.uri)
+        except explain.BadQuery as error:
+            raise APIError(400, str(error)) from None
+        node = self._cluster.self_id if self._cluster.mode == "cluster" else None
+        return explain.explain_reply(self._gslb, query, node)
 
     # -- the document ----------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Schemathesis over the real API: a server to fuzz and a runner of the ``schemathesis`` CLI.
 
-Shared by ``tests/e2e/test_api_fuzz_e2e.py`` (a short run in every test
-run) and ``bench/api_fuzz.py`` (a long one).  The server is the real
+Shared by ``tests/integration/test_api_fuzz.py`` (a short run in the heavy
+integration run) and ``bench/api_fuzz.py`` (a long one).  The server is the real
 ``twistd -n opengslb`` process with the API on loopback, one admin token and
 one drain token, and a region of two local TCP backends, so schemathesis
 can learn a real region and server from the replies and reach the success

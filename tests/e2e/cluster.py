@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import dns.message
 import dns.rcode
 
-from tests.e2e.harness import OpenGSLB, free_port
+from tests.e2e.harness import OpenGSLB, free_port, stop_nodes, wait_until
 
 TOKEN = "cluster-test-token"
 
@@ -108,14 +108,46 @@ cluster:
         return node
 
     def bootstrap(self, size: Optional[int] = None) -> None:
+        """The first node bootstraps; once it leads, the others are started together with --join
+        (concurrent joins are supported: tests/e2e/test_cluster_join_e2e.py).  Before this returns
+        the first node sees every one alive, every node lists every member and names the same
+        leader, and every joiner has logged that it joined, as when they were started one after
+        the other."""
         hosts = self.hosts[:size] if size else self.hosts
         self.start(hosts[0], bootstrap=True)
         self.wait_leader([hosts[0]])
         for host in hosts[1:]:
             self.start(host, join=[self.address(hosts[0])])
-            if self.follower_queries != "drop":
+        if self.follower_queries != "drop":
+            for host in hosts[1:]:
                 self.nodes[host].wait_answering()
-            self.wait_members(len(hosts[:hosts.index(host) + 1]), [hosts[0]])
+        self.wait_members(len(hosts), [hosts[0]])
+        self.wait_agreed(hosts)
+        for host in hosts[1:]:  # the joiner itself has finished joining (its data dir says so)
+            wait_until(lambda host=host: "joined the cluster as" in self.nodes[host].log(), 20,
+                       interval=0.05, message=f"{host} joined the cluster")
+
+    def wait_agreed(self, hosts: List[str], timeout: float = 20.0) -> None:
+        """Wait until every one of ``hosts`` lists exactly them as members, all alive, and names
+        the same leader."""
+        members = sorted(self.address(h) for h in hosts)
+
+        def agreed() -> bool:
+            statuses = [self.status(h) for h in hosts]
+            if not all(statuses):
+                return False
+            leaders = {s["leader_address"] for s in statuses if s}
+            return len(leaders) == 1 and None not in leaders and all(
+                sorted(m["address"] for m in s["members"]) == members
+                and all(m["status"] == "alive" for m in s["members"]) for s in statuses if s)
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if agreed():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"no agreement on members and leader: { {h: self.status(h) for h in hosts} }\n"
+                             + "\n".join(n.log()[-3000:] for n in self.nodes.values()))
 
     # -- observation -----------------------------------------------------------
 
@@ -258,13 +290,12 @@ cluster:
             node.process = None
 
     def stop_all(self) -> None:
+        """Kill every node at once (the end of a test: nothing is observed any more).
+
+        Not SIGTERM: a leader's graceful stop waits about 2.5 s for a handover to members that
+        are stopping too.  The tests of a graceful stop send SIGTERM themselves and check it.
+        """
         for sock in self._probe_sockets.values():
             sock.close()
         self._probe_sockets.clear()
-        for node in self.nodes.values():
-            if node.process is not None:
-                try:
-                    node.process.send_signal(signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-            node.stop()
+        stop_nodes(list(self.nodes.values()), signal.SIGKILL)

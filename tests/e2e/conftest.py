@@ -1,6 +1,6 @@
 import pytest
 
-from tests.e2e.harness import OpenGSLB
+from tests.e2e.harness import OpenGSLB, stop_nodes
 
 
 @pytest.fixture
@@ -16,8 +16,7 @@ def gslb_factory(tmp_path):
         return node.start(wait=wait)
 
     yield start
-    for node in started:
-        node.stop()
+    stop_nodes(started)
 
 
 @pytest.fixture

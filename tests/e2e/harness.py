@@ -26,12 +26,20 @@ import dns.rcode
 REPO = Path(__file__).resolve().parents[2]
 
 
+#: Every port :func:`free_port` handed out in this process: never handed out twice, so the ports a
+#: test asks for one after the other (DNS, API, metrics on 127.0.0.1) are distinct.
+_HANDED_OUT: set = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on ``host``."""
+    """A port free for both UDP and TCP on ``host``, not handed out before in this process."""
     for _ in range(50):
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         tcp.bind((host, 0))
         port = tcp.getsockname()[1]
+        if port in _HANDED_OUT:
+            tcp.close()
+            continue
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             udp.bind((host, port))
@@ -40,6 +48,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         finally:
             tcp.close()
             udp.close()
+        _HANDED_OUT.add(port)
         return port
     raise RuntimeError("no free port")
 
@@ -78,7 +87,9 @@ class HTTPBackend:
         self._server = ThreadingHTTPServer((self.host, self.port), self._handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # A short poll interval: stop() (shutdown) waits for the loop to notice, 0.5 s by default.
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
 
     def stop(self) -> None:
         if self._server is not None:
@@ -217,24 +228,41 @@ class OpenGSLB:
             return ""
 
     def stop(self) -> int:
-        if self.process is None:
-            return 0
-        code = stop_process(self.process)
-        self._log.close()
-        self.process = None
-        return code
+        return stop_nodes([self])[0]
+
+
+def stop_nodes(nodes: "List[OpenGSLB]", signum: int = signal.SIGTERM, timeout: float = 10) -> List[int]:
+    """Stop ``nodes`` together (``signum`` to all, then wait; see :func:`stop_processes`); exit codes."""
+    running = [node for node in nodes if node.process is not None]
+    codes = dict(zip(map(id, running), stop_processes([n.process for n in running], signum, timeout)))
+    for node in running:
+        node._log.close()
+        node.process = None
+    return [codes.get(id(node), 0) for node in nodes]
 
 
 def stop_process(process: subprocess.Popen, signum: int = signal.SIGTERM, timeout: float = 10) -> int:
     """Send ``signum`` (if still running), wait up to ``timeout``, then kill; the exit code."""
-    if process.poll() is None:
-        process.send_signal(signum)
+    return stop_processes([process], signum, timeout)[0]
+
+
+def stop_processes(processes: "List[subprocess.Popen]", signum: int = signal.SIGTERM,
+                   timeout: float = 10) -> List[int]:
+    """Send ``signum`` to every one still running, wait up to ``timeout`` for all, kill the rest.
+
+    Teardown stops everything at once: a test's processes exit in parallel, not one after another.
+    """
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signum)
+    deadline = time.monotonic() + timeout
+    for process in processes:
         try:
-            process.wait(timeout=timeout)
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    return process.returncode
+    return [process.returncode for process in processes]
 
 
 def hold_connections(port: int, count: int, sources: int = 250) -> List[socket.socket]:

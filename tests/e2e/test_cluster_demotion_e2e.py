@@ -43,7 +43,11 @@ def test_leader_with_a_broken_vantage_point_hands_over_and_holds_down(tmp_path, 
     try:
         cluster.bootstrap()
         old = cluster.wait_leader(timeout=15)
-        time.sleep(3.5)  # every node's verdicts gossiped and fresh
+        # Every node has its own verdicts and fresh ones from both others, for every backend.
+        wait_until(lambda: all(len(server["node_verdicts"]) == 3 and all(server["node_verdicts"].values())
+                               for host in cluster.hosts
+                               for server in cluster.api(host, "/api/v1/health/servers")[1]["servers"]),
+                   10, message="every node's verdicts gossiped and fresh")
         assert cluster.status(old)["demoted"] is None
         for backend in backends:
             backend.refuse_from = {old}  # checks leave from the node's own address

@@ -199,11 +199,11 @@ def test_three_node_cluster_replicates_the_veto_and_the_bleed(tmp_path, backends
     """In a 3-node cluster the leader vetoes (strict) an agent-claimed server whose backend died; the
     veto is replicated to every node and lifts when the backend is back.  A bleed signal sent to a
     follower drains the server in the leader's answers, and every node reports the same ramp."""
-    configured = backends(HTTPBackend("127.0.30.1"))
-    agent = backends(HTTPBackend("127.0.30.2"))
+    configured = backends(HTTPBackend("127.0.33.1"))
+    agent = backends(HTTPBackend("127.0.33.2"))
     base = tmp_path / "c"
     base.mkdir()
-    cluster = Cluster(base, 3, configured.host, configured.port, subnet="127.0.31",
+    cluster = Cluster(base, 3, configured.host, configured.port, subnet="127.0.34",
                       cluster_extra="  overwatch: {external_check_interval: 1s, veto_mode: strict}\n"
                                     "  predictive_health: {enabled: true, cpu: {threshold: 90, "
                                     "bleed_duration: 2s}}")

@@ -1,4 +1,5 @@
-"""Fakes shared by the unit tests: a health checker whose verdicts the test decides.
+"""Fakes shared by the unit tests: a health checker whose verdicts the test decides,
+and a runtime-state store in memory.
 
 :class:`FakeChecker` stands in for :class:`opengslb.health.checks.Checker`
 (``check(server, settings) -> Deferred``, ``close() -> Deferred``).  Every
@@ -15,19 +16,25 @@ is set per checker and per address:
   :meth:`FakeCheck.succeed` or :meth:`FakeCheck.fail`;
 * ``duration`` — with a ``clock``, a check settles that many clock seconds
   after it starts (the verdict is decided then).
+
+:class:`MemoryStore` offers the store contract of :class:`opengslb.runtime.Store`
+(``machine``, ``writable``, ``propose``, ``add_listener``) as the standalone
+:class:`opengslb.state.local.LocalStore` does, minus the disk and the worker
+thread: a command is applied at once, so tests on ``task.Clock`` never wait.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from opengslb.config.model import HealthCheckConfig, ServerConfig
 from opengslb.health.checks import CheckFailed
+from opengslb.state.machine import StateMachine
 
-__all__ = ["FakeCheck", "FakeChecker"]
+__all__ = ["FakeCheck", "FakeChecker", "MemoryStore"]
 
 
 class FakeCheck:
@@ -108,3 +115,34 @@ class FakeChecker:
     def started_at(self, address: str) -> List[float]:
         """When each check of ``address`` started (clock seconds)."""
         return [c.started for c in self.checks if c.server.address == address]
+
+
+class MemoryStore:
+    """The store contract in memory: apply at once, listeners, optional failure.
+
+    ``proposed`` records every command; ``failing = "reason"`` makes writes
+    fail (not committed); ``writable = False`` says no write can be committed.
+    """
+
+    def __init__(self) -> None:
+        self.machine = StateMachine()
+        self.writable = True
+        self.proposed: List[Dict[str, Any]] = []
+        self.failing: Optional[str] = None
+        self._listeners: List[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def propose(self, command: Dict[str, Any]) -> Deferred:
+        self.proposed.append(command)
+        if self.failing is not None:
+            return fail(RuntimeError(self.failing))
+        result = self.machine.apply(command)
+        if result["ok"]:
+            for listener in self._listeners:
+                listener()
+        return succeed(result)
+
+    def ops(self, op: str) -> List[Dict[str, Any]]:
+        return [c for c in self.proposed if c["op"] == op]

@@ -44,7 +44,8 @@ from opengslb.config.model import (
     ServerConfig,
 )
 from opengslb.core import Gslb
-from tests.unit.fakes import FakeChecker
+from opengslb.runtime import Runtime
+from tests.unit.fakes import FakeChecker, MemoryStore
 
 NOW = 1795686027.0  # 2026-11-26T09:40:27Z
 TOKEN = "s3cret-token"
@@ -141,18 +142,28 @@ def fired(d: Deferred) -> Any:
 
 
 class World:
-    """A real Gslb core on a Clock with a fake checker and reloader, and the API over it."""
+    """The API as production builds it, on a Clock.
+
+    A real Gslb core and a real :class:`opengslb.runtime.Runtime` (started, as
+    the service starts it before serving) over the in-memory store, with a fake
+    checker and reloader.  Health checks start with :meth:`start`.
+    """
 
     def __init__(self, settings: Optional[APIConfig] = None) -> None:
         self.clock = Clock()
         self.clock.advance(NOW)
         self.checker = FakeChecker()
-        self.gslb = Gslb(self.clock, sample_config(), self.checker)
+        self.store = MemoryStore()
+        self.ids = iter(f"svc{i}" for i in range(100))
+        self.runtime = Runtime(self.clock, self.store, sample_config(), id_factory=lambda: next(self.ids))
+        self.gslb = Gslb(self.clock, self.runtime.config, self.checker, runtime=self.runtime)
         self.settings = settings or api_settings()
         self.readiness: Tuple[bool, Optional[str]] = (True, None)
         self.reloader = FakeReloader()
         self.api = GslbAPI(self.gslb, self.reloader, lambda: self.settings,
-                           lambda: self.readiness, "node-a", self.clock)
+                           lambda: self.readiness, "node-a", self.clock, runtime=self.runtime)
+        self.runtime.start()
+        self.clock.advance(0)
 
     def start(self) -> None:
         """Start health checks and run the first full round."""
@@ -604,7 +615,7 @@ def test_unexpected_exception_is_json_500_and_logged():
         raise ZeroDivisionError("boom")
 
     world.api = GslbAPI(world.gslb, world.reloader, lambda: world.settings, broken, "n",
-                        world.clock)
+                        world.clock, runtime=world.runtime)
     events: List[dict] = []
     globalLogPublisher.addObserver(events.append)
     try:
@@ -660,21 +671,11 @@ def test_openapi_write_routes_declare_bearer_and_401():
 
 
 class RuntimeWorld(World):
-    """The World with runtime state: an in-memory store and a Runtime wired into the API."""
+    """The World with health checking started at once, and helpers for the runtime-state routes."""
 
     def __init__(self, settings: Optional[APIConfig] = None) -> None:
-        from opengslb.runtime import Runtime
-        from tests.unit.test_runtime import MemoryStore
-
         super().__init__(settings)
-        self.store = MemoryStore()
-        self.ids = iter(f"svc{i}" for i in range(100))
-        self.runtime = Runtime(self.clock, self.store, sample_config(), id_factory=lambda: next(self.ids))
-        self.gslb = Gslb(self.clock, self.runtime.config, self.checker, runtime=self.runtime)
-        self.api = GslbAPI(self.gslb, self.reloader, lambda: self.settings, lambda: self.readiness,
-                           "node-a", self.clock, runtime=self.runtime)
         self.gslb.start()
-        self.runtime.start()
         self.clock.advance(0)
 
     def send(self, method: str, path: str, body: Any = None, token: Optional[str] = TOKEN,
@@ -918,9 +919,3 @@ def test_write_that_cannot_be_committed_is_503_json():
                                                      "port": 80, "ttl": "30s"})
     assert result.status == 503 and result.body["code"] == 503
     assert world.store.machine.overrides == {} and world.store.machine.registrations == {}
-
-
-def test_runtime_routes_without_runtime_state_are_503():
-    """An API built without runtime state says so (503) rather than pretending."""
-    result = call(World(), "GET", "/api/v1/overrides")
-    assert result.status == 503 and "runtime state" in result.body["error"]

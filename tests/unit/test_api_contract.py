@@ -14,7 +14,7 @@ against what they stand for: IP addresses as :mod:`ipaddress` reads them,
 durations as :func:`~opengslb.config.durations.parse_duration` reads them
 within their bounds, and the agent's own spelling of a ttl.
 
-``tests/e2e/test_api_fuzz_e2e.py`` runs schemathesis over the real process.
+``tests/integration/test_api_fuzz.py`` runs schemathesis over the real process.
 """
 
 from __future__ import annotations

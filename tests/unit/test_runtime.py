@@ -6,10 +6,10 @@ Driven by ``task.Clock`` over an in-memory store; nothing sleeps.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
@@ -25,40 +25,10 @@ from opengslb.config.model import (
 from opengslb.core import Gslb
 from opengslb.health.tracker import ServerKey
 from opengslb.runtime import NotFound, Runtime, WriteFailed
-from opengslb.state.machine import StateMachine
-from tests.unit.fakes import FakeChecker
+from tests.unit.fakes import FakeChecker, MemoryStore
 
 NOW = 1_800_000_000.0
 CHECKS = HealthCheckConfig(interval=10.0, timeout=2.0, failure_threshold=1, success_threshold=1)
-
-
-class MemoryStore:
-    """The store contract in memory: apply at once, listeners, optional failure."""
-
-    def __init__(self) -> None:
-        self.machine = StateMachine()
-        self.writable = True
-        self.proposed: List[Dict[str, Any]] = []
-        self.failing: Optional[str] = None
-        self._listeners: List[Callable[[], None]] = []
-
-    def add_listener(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
-    def propose(self, command: Dict[str, Any]) -> Deferred:
-        self.proposed.append(command)
-        if self.failing is not None:
-            return fail(RuntimeError(self.failing))
-        result = self.machine.apply(command)
-        if result["ok"]:
-            for listener in self._listeners:
-                listener()
-        return succeed(result)
-
-    def ops(self, op: str) -> List[Dict[str, Any]]:
-        return [c for c in self.proposed if c["op"] == op]
-
-
 
 
 def sample_config(extra_east: tuple = ()) -> Config:

@@ -17,7 +17,11 @@ expects the 401 the gate gives any method but GET and HEAD without a token
 ``/api/v1/ready`` answers 503 before that (for load balancers), which
 ``not_a_server_error`` would count.
 
-The longer run for the closing note is ``bench/api_fuzz.py``.
+Half a minute to a minute of schemathesis: part of the heavy run
+(``python -m pytest -q tests/integration``, which ``.ci/run`` runs), not of
+the everyday suite, whose in-memory counterpart is
+``tests/unit/test_api_contract.py``.  The longer run for the closing note is
+``bench/api_fuzz.py``.
 """
 
 from __future__ import annotations
