@@ -274,6 +274,15 @@ class Nemesis:
             time.sleep(0.5)
 
 
+def keep_logs(base: Path, into: Path) -> None:
+    """Copy each node's log (``HOST/…/opengslb.log``, appended across restarts) to ``into/HOST.log``."""
+    into.mkdir(parents=True, exist_ok=True)
+    for log in base.rglob("opengslb.log"):
+        host = log.relative_to(base).parts[0]
+        shutil.copyfile(log, into / f"{host}.log")
+    print(f"node logs kept in {into}")
+
+
 def nft(*args: str) -> None:
     subprocess.run(["nft", *args], check=True, capture_output=True)
 
@@ -356,6 +365,7 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="a 90 s schedule (CI)")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--keep-logs", metavar="DIR", help="copy every node's log (all its restarts) into DIR")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 unless the safety properties held: no acknowledged write lost, no "
                              "two nodes answering with data at once, no 500, every SIGTERM exit 0 "
@@ -415,6 +425,8 @@ def main() -> int:
         cluster.stop_all()
         for backend in backends:
             backend.stop()
+        if args.keep_logs:
+            keep_logs(base, Path(args.keep_logs))
         shutil.rmtree(base, ignore_errors=True)
     if args.check and not safe:
         print("nemesis: a safety property did not hold (see above)", file=sys.stderr)
