@@ -397,10 +397,7 @@ class FastPath:
                 record, routing_key = entry.record_for(chosen)
             counts = _ANSWER_COUNTS[data[11]]
             if len(data) <= _SEEN_MAX_BYTES:
-                if len(self._seen) >= _SEEN_LIMIT:
-                    self._seen.clear()
-                self._seen[remembered] = (entry.pick, entry, _FLAGS[data[2] & 1 | data[3] >> 3 & 2] + counts
-                                        + data[12:end], echo, False)
+                self._remember(remembered, entry.pick, entry, data, end, counts, echo, False)
         else:
             record, routing_key, counts, echo = self._steer(entry, data, end, ecs_at, source, echo, remembered)
             if not record:
@@ -410,6 +407,14 @@ class FastPath:
         routing[routing_key] = routing.get(routing_key, 0) + 1
         return b"".join((data[:2], _FLAGS[data[2] & 1 | data[3] >> 3 & 2], counts, data[12:end],
                          record, echo))
+
+    def _remember(self, remembered: bytes, pick: Callable[[], Optional[Candidate]], entry: _Entry,
+                  data: bytes, end: int, counts: bytes, echo: bytes, with_ecs: bool) -> None:
+        """Keep a one-address answer the query's bytes decide (:attr:`_seen`; cleared when full)."""
+        if len(self._seen) >= _SEEN_LIMIT:
+            self._seen.clear()
+        self._seen[remembered] = (pick, entry, _FLAGS[data[2] & 1 | data[3] >> 3 & 2] + counts + data[12:end],
+                                  echo, with_ecs)
 
     def _steer(self, entry: _Entry, data: bytes, end: int, found: int, source: Optional[str], echo: bytes,
                remembered: bytes) -> Tuple[bytes, RoutingKey, bytes, bytes]:
@@ -475,10 +480,7 @@ class FastPath:
             record, routing_key = found_record if found_record is not None else entry.record_for(first)
             counts = _ANSWER_COUNTS[data[11]]
             if bound is not None:
-                if len(self._seen) >= _SEEN_LIMIT:
-                    self._seen.clear()
-                self._seen[remembered] = (bound[0], entry, _FLAGS[data[2] & 1 | data[3] >> 3 & 2] + counts
-                                        + data[12:end], echo, subnet is not None)
+                self._remember(remembered, bound[0], entry, data, end, counts, echo, subnet is not None)
             return record, routing_key, counts, echo
         records = [entry.records.get(c.order) or entry.record_for(c) for c in chosen]
         counts = b"\x00\x01" + struct.pack("!H", len(records)) + b"\x00\x00\x00" + bytes((data[11],))

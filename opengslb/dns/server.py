@@ -299,6 +299,10 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
                     return  # full buffer or ICMP error: a lost datagram, as UDP allows
                 self._observe(time.perf_counter() - started)
                 return
+        self.answer_in_full(data, addr, started)
+
+    def answer_in_full(self, data: bytes, addr: tuple, started: float) -> None:
+        """Answer ``data`` through :meth:`DNSResponder.respond` (the fast path declined or was not asked)."""
         try:
             reply = self._responder.respond(data, MIN_UDP_SIZE, addr[0])
         except Exception:
@@ -320,10 +324,10 @@ class DNSDatagramPort(udp.Port):
 
     Twisted's :meth:`udp.Port.doRead` hands each datagram to the protocol's
     ``datagramReceived``; here the loop itself asks the fast path and sends
-    its prepared answer, and only other datagrams reach
-    :meth:`DNSDatagramProtocol.answer`.  One Python call less per query, the
-    per-datagram lookups hoisted out of the loop.  Like Twisted's loop it
-    reads at most ``maxThroughput`` bytes per reactor turn, so other
+    its prepared answer, and only datagrams the fast path declines (or all,
+    while not serving) reach :meth:`DNSDatagramProtocol.answer_in_full`.
+    One Python call less per query, the per-datagram lookups hoisted out of
+    the loop.  Like Twisted's loop it reads at most ``maxThroughput`` bytes per reactor turn, so other
     listeners and timers still get their turn under a flood, and treats
     read errors the same way.
     """
@@ -337,7 +341,7 @@ class DNSDatagramPort(udp.Port):
         serving = protocol._serving
         fast = protocol._fast
         observe = protocol._observe
-        slow = protocol.answer
+        slow = protocol.answer_in_full
         clock = time.perf_counter
         size = self.maxPacketSize
         trim = self.addressFamily == socket.AF_INET6  # drop flow info and scope id, as Twisted does

@@ -14,7 +14,6 @@ gdnsd installed), not of the everyday suite.
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import os
 import random
@@ -28,6 +27,7 @@ from typing import Optional, Tuple
 
 import pytest
 
+from tests.bench_module import load_bench
 from tests.e2e.harness import free_port, stop_process
 
 pytestmark = pytest.mark.e2e
@@ -35,16 +35,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _workload():
-    spec = importlib.util.spec_from_file_location("geo_workload", REPO / "bench" / "geo_workload.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["geo_workload"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-geo = _workload()
+geo = load_bench("geo_workload", "geo_workload")
 
 
 def gdnsd_binary() -> Optional[str]:

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
+from tests.bench_module import load_bench
 
-
-def load() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "nemesis.py"
-    spec = importlib.util.spec_from_file_location("nemesis_bench", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nemesis_bench"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-nemesis = load()
+nemesis = load_bench("nemesis", "nemesis_bench")
 
 
 def test_a_seed_gives_the_same_schedule_and_covers_the_time() -> None:
