@@ -29,19 +29,29 @@ REPO = Path(__file__).resolve().parents[2]
 #: Every port :func:`free_port` handed out in this process: never handed out twice, so the ports a
 #: test asks for one after the other (DNS, API, metrics on 127.0.0.1) are distinct.
 _HANDED_OUT: set = set()
+TEST_PORTS = range(21000, 32000)  # below the ephemeral range; see free_port
+WORKER_SLICES = 4  # pytest-xdist workers with a slice of their own (2,750 ports each; more workers share)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on ``host``, not handed out before in this process."""
-    for _ in range(50):
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        tcp.bind((host, 0))
-        port = tcp.getsockname()[1]
+    """A port free for both UDP and TCP on ``host``, not handed out before in this process.
+
+    Taken below the kernel's ephemeral range (32768-60999 by default), so no
+    outgoing connection of another test can be given it after the check, and
+    from a slice of :data:`TEST_PORTS` of its own per pytest-xdist worker, so
+    two workers never hand out the same port.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    size = len(TEST_PORTS) // WORKER_SLICES
+    start = TEST_PORTS.start + (index % WORKER_SLICES) * size
+    for port in range(start, start + size):
         if port in _HANDED_OUT:
-            tcp.close()
             continue
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
+            tcp.bind((host, port))
             udp.bind((host, port))
         except OSError:
             continue
