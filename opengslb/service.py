@@ -296,5 +296,6 @@ class GslbNode:
         if self.cluster_node is None:
             return f"standalone: {counts}"
         status = self.cluster_node.raft.status
-        role = "leader" if self.cluster_node.serving() else status.state.lower()
+        role = ("leader" if self.cluster_node.serving()
+                else "joining" if status.joining else status.state.lower())
         return f"cluster {role} (term {status.term}, leader {status.leader or 'none'}): {counts}"

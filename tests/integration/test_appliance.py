@@ -426,6 +426,7 @@ cluster:
         def roles() -> List[str]:
             return [node.show("StatusText").split(" (")[0] for node in nodes]
 
+        # A joiner reports "cluster joining" until the entry adding it is in its log.
         wait_for("one leader and two followers", lambda: sorted(roles()) == [
             "cluster follower", "cluster follower", "cluster leader"], 30)
         leader = nodes[roles().index("cluster leader")]
@@ -435,7 +436,9 @@ cluster:
         for node in nodes:
             if node is not leader:
                 assert query(node.address).rcode() == dns.rcode.REFUSED
-                assert re.search(r"raft: follower \(term \d+, leader ", node.journal(), re.I)
+                # journald may take a moment to store what the service already wrote
+                wait_for(f"{node.name}'s log of its leader", lambda node=node: re.search(
+                    r"raft: follower \(term \d+, leader ", node.journal(), re.I), 10, interval=1)
         for node in nodes[1:]:
             assert re.search(r"\bjoin", node.journal(), re.I), node.journal()
 
