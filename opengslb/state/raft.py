@@ -197,6 +197,9 @@ class RaftStatus:
     lease_until: float = 0.0
     handing_over: bool = False
     joining: bool = False  # a joiner whose addition is not in its log yet
+    published_at: float = 0.0  # when the tick thread took this status (adapter clock)
+    #: A leader's record of when each other member last answered it this term (adapter clock).
+    answers: Tuple[Tuple[str, float], ...] = ()
 
     @property
     def is_leader(self) -> bool:
@@ -206,6 +209,11 @@ class RaftStatus:
         """True while this node may answer with data: a ready leader, not handing over, holding
         its lease at ``now`` (a time on the adapter's clock)."""
         return self.leader_ready and not self.handing_over and now < self.lease_until
+
+    @property
+    def lease_lapsed(self) -> bool:
+        """A ready leader, not handing over, whose lease had ended when this status was taken."""
+        return self.leader_ready and not self.handing_over and self.published_at >= self.lease_until
 
 
 class _LeaseTracker:
@@ -249,6 +257,11 @@ class _LeaseTracker:
             return -math.inf
         times = sorted((self._times.get(n, -math.inf) for n in others), reverse=True)
         return times[need - 1] + lease
+
+    def answers(self, others: Sequence[str], term: int) -> Tuple[Tuple[str, float], ...]:
+        """When each of ``others`` last answered a leader of ``term`` (-inf: not this term)."""
+        return tuple((n, self._times.get(n, -math.inf) if term == self._term else -math.inf)
+                     for n in sorted(others))
 
 
 class _MachineConsumer(SyncObjConsumer):
@@ -838,9 +851,10 @@ class _SyncObj(SyncObj):
         noop = self._SyncObj__noopIDx  # type: ignore[attr-defined]
         now = self._clock()
         is_leader = state == 2
+        term = self._SyncObj__raftCurrentTerm  # type: ignore[attr-defined]
         self._publish(RaftStatus(
             state=_STATE_NAMES.get(state, "Follower"),
-            term=self._SyncObj__raftCurrentTerm,  # type: ignore[attr-defined]
+            term=term,
             commit_index=commit,
             leader=leader.id if leader is not None else None,
             self_address=self._self_address,
@@ -851,6 +865,8 @@ class _SyncObj(SyncObj):
             lease_until=self._lease_until(now) if is_leader else 0.0,
             handing_over=is_leader and now < self._handover_until,
             joining=self.joining,
+            published_at=now,
+            answers=self._responses.answers([n.id for n in others], term) if is_leader else (),
         ))
 
 
@@ -1017,6 +1033,7 @@ class RaftNode:
         self._joining = False
         self._joined: "Optional[defer.Deferred[None]]" = None  # the joiner's add loop
         self._leaderless_since: Optional[float] = None
+        self._lease_lapsed_at = 0.0  # when this leader's lease last lapsed (adapter clock)
         self._reach_loop: Optional[task.LoopingCall] = None
         self._removed_listeners: List[Callable[[str], None]] = []
         self._checking_removal = False
@@ -1085,9 +1102,11 @@ class RaftNode:
             raise RuntimeError("this node has no cluster state: start it with --bootstrap (first node) "
                                "or --join HOST:PORT (an existing member)")
         joining = self.address not in members
+        # A joiner saves the leader's list too (it does not name this node yet): restarted
+        # before its addition reached its log, it resumes joining through those members
+        # instead of refusing to start for want of cluster state.
+        self._save_members(tuple(sorted(set(members))))
         members = sorted(set(members) | {self.address})
-        if not joining:
-            self._save_members(tuple(members))
         self._joining = joining
         self._start_syncobj([m for m in members if m != self.address], joining=joining)
         if joining:
@@ -1224,6 +1243,27 @@ class RaftNode:
         if (previous.state, previous.leader, previous.members, previous.leader_ready, previous.joining) != (
                 status.state, status.leader, status.members, status.leader_ready, status.joining):
             self.reactor.callFromThread(self._status_changed, previous, status)
+        if status.is_leader and previous.is_leader and status.term == previous.term \
+                and status.lease_lapsed != previous.lease_lapsed:
+            self.reactor.callFromThread(self._lease_changed, previous, status)
+
+    def _lease_changed(self, previous: RaftStatus, status: RaftStatus) -> None:
+        """Log a leader's lease lapsing (it stops answering DNS: no majority answered it within
+        the lease) and coming back, with what the tick thread saw: when each member last
+        answered, which were connected, and how long the tick thread had been away."""
+        if status.lease_lapsed:
+            self._lease_lapsed_at = status.published_at
+            ages = ", ".join(f"{node} {status.published_at - at:.2f}s ago" if at > -math.inf
+                             else f"{node} not this term" for node, at in status.answers)
+            log.warn("leader lease lapsed: no majority answered within {lease:.2f}s; not answering "
+                     "DNS until one does (last answers: {ages}; connected: {connected}; tick gap "
+                     "{gap:.3f}s)", lease=self.timing.leader_fallback, ages=ages or "none",
+                     connected=", ".join(sorted(status.connected)) or "none",
+                     gap=status.published_at - previous.published_at, event="raft_lease_lapsed")
+        else:
+            log.info("leader lease regained after {lapse:.2f}s",
+                     lapse=status.published_at - self._lease_lapsed_at,
+                     event="raft_lease_regained")
 
     def _mirror_apply(self, command: Command) -> None:
         self.machine.apply(command)

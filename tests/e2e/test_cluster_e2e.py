@@ -115,6 +115,30 @@ def test_restarted_node_rejoins_without_join(make_cluster):
     assert cluster.answers(follower) == "REFUSED"
 
 
+def test_joiner_killed_mid_join_resumes_without_join(make_cluster):
+    """A joiner killed -9 once it has found the leader, restarted with no --join (as a
+    supervisor restarts it with the stored command line), finishes joining from its data dir."""
+    cluster = make_cluster(size=2, subnet="127.0.72")
+    first, joiner = cluster.hosts
+    cluster.start(first, bootstrap=True)
+    leader = cluster.wait_leader([first])
+    cluster.start(joiner, join=[cluster.address(first)])
+    wait_until(lambda: "joining the cluster: leader" in cluster.nodes[joiner].log(), 15, interval=0.01,
+               message="the joiner found the leader")
+    cluster.kill(joiner)
+    before = cluster.nodes[joiner].log()
+    cluster.start(joiner)  # no --bootstrap, no --join
+    wait_until(lambda: (cluster.status(joiner) or {}).get("leader_address") == cluster.address(leader),
+               20, message="the restarted joiner follows the leader")
+    cluster.wait_members(2, [first, joiner])
+    assert cluster.nodes[joiner].process.poll() is None
+    after = cluster.nodes[joiner].log()[len(before):]
+    assert "rejoining the cluster from" in after and "holds no cluster state" not in after, after
+    # Killed before its addition reached its log, it finishes joining now (else it had already).
+    wait_until(lambda: "joined the cluster as" in cluster.nodes[joiner].log(), 10,
+               message="the restarted joiner logged that it joined")
+
+
 def test_member_removed_through_api_leaves(make_cluster):
     """POST /cluster/remove (token) takes a member out of every node's member list; the removed
     node notices, logs it and exits 0 within REMOVED_EXIT_BOUND."""

@@ -20,6 +20,7 @@ import pytest
 from pysyncobj import FAIL_REASON
 from pysyncobj.node import TCPNode
 from twisted.internet import task
+from twisted.logger import formatEvent, globalLogPublisher
 
 from opengslb.config.model import ClusterConfig, GossipConfig
 from opengslb.state import raft
@@ -203,6 +204,37 @@ def test_lease_uses_one_clock_whatever_pysyncobjs_clock_says(monkeypatch: pytest
     sync.answer(OTHERS[1])
     settle(sync, reactor)
     assert node.serving()
+
+
+def test_a_lapsed_lease_is_logged_with_who_answered_when_and_its_return() -> None:
+    """The leader's lease lapsing (it stops answering DNS with no log of its own otherwise) is
+    logged once, naming each member's last answer and the tick gap; regaining it is logged too."""
+    events: List[Dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        clock = HandClock()
+        node, sync, reactor, _ = make_node(clock)
+        sync.answer(OTHERS[0])
+        settle(sync, reactor)
+        clock.now += 0.3
+        settle(sync, reactor)
+        assert node.serving() and not [e for e in events if e.get("event") == "raft_lease_lapsed"]
+        clock.now += 0.15  # 0.45 s since the only answer: past the 0.4 s lease
+        settle(sync, reactor)
+        settle(sync, reactor)  # a second lapsed tick logs nothing more
+        lapsed = [e for e in events if e.get("event") == "raft_lease_lapsed"]
+        assert len(lapsed) == 1 and not node.serving()
+        text = formatEvent(lapsed[0])
+        assert f"{OTHERS[0]} 0.45s ago" in text and f"{OTHERS[1]} not this term" in text, text
+        assert "tick gap 0.150s" in text, text
+        clock.now += 0.05
+        sync.answer(OTHERS[1])
+        settle(sync, reactor)
+        regained = [e for e in events if e.get("event") == "raft_lease_regained"]
+        assert node.serving() and len(regained) == 1
+        assert "after 0.05s" in formatEvent(regained[0])
+    finally:
+        globalLogPublisher.removeObserver(events.append)
 
 
 def test_lease_needs_a_majority_of_the_current_term() -> None:
