@@ -16,7 +16,7 @@ seconds, and once more at the exact end of each ramp.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Set
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Set, Tuple
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -27,7 +27,7 @@ from opengslb.health.checks import Checker
 from opengslb.health.manager import HealthManager
 from opengslb.health.tracker import ServerHealth, ServerKey
 from opengslb.routing import Candidate
-from opengslb.routing.geoip import GeoIPError, GeoIPLookup
+from opengslb.routing.geoip import GeoIPError, GeoIPLookup, open_reader
 from opengslb.routing.rtt import LatencyTable
 from opengslb.runtime import Runtime
 from opengslb.served import Inputs, PeerVerdicts, RampClock, RuntimeRecords, Served, served
@@ -97,6 +97,8 @@ class Gslb:
         # Client-aware routing's inputs (SPEC §4.1): the GeoIP database (raises GeoIPError when
         # it cannot be read at start) and this node's health-check round-trip times.
         self.routing_inputs = RoutingInputs(geoip=GeoIPLookup(config.geoip.database), latency=LatencyTable())
+        #: (config, reader, error) opened by prepare_config in a reload's worker thread.
+        self._prepared_geoip: Optional[Tuple[Config, Any, Optional[GeoIPError]]] = None
         self._stopped = False
         if runtime is not None:
             if runtime.config is not config:
@@ -142,6 +144,10 @@ class Gslb:
         :meth:`apply_config`: it only reads the current view.
         """
         zone_index_for(config, self.view)
+        try:
+            self._prepared_geoip = (config, open_reader(config.geoip.database), None)
+        except GeoIPError as error:
+            self._prepared_geoip = (config, None, error)
 
     def request_rebuild(self, regions: Optional[Iterable[str]] = None) -> None:
         """Rebuild the view on the next reactor turn; requests until then are coalesced.
@@ -290,14 +296,24 @@ class Gslb:
             self.routing_inputs.latency.record(key.region, key.address, key.port, duration)
 
     def _reload_geoip(self, config: Config) -> None:
-        """Reopen the GeoIP database (a reload picks up a file updated in place); keep the old on failure."""
+        """Reopen the GeoIP database (a reload picks up a file updated in place); keep the old on
+        failure.  The file was opened by :meth:`prepare_config` in the reload's worker thread;
+        a configuration applied without it is opened here."""
         geoip = self.routing_inputs.geoip
+        prepared, self._prepared_geoip = self._prepared_geoip, None
         if geoip is None:
             return
-        try:
-            geoip.load(config.geoip.database)
-        except GeoIPError as error:
+        if prepared is not None and prepared[0] is config:
+            _, reader, error = prepared
+        else:
+            try:
+                reader, error = open_reader(config.geoip.database), None
+            except GeoIPError as failure:
+                reader, error = None, failure
+        if error is not None:
             log.error("{error}; keeping the GeoIP database in use", error=str(error), event="geoip_failed")
+            return
+        geoip.install(config.geoip.database, reader)
 
     def _build(self) -> AnsweringView:
         """A new view from the current inputs; keeps the slow-start clocks and ramp ends it found."""

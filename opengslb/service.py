@@ -47,6 +47,7 @@ from opengslb.dns.fastpath import FastPath
 from opengslb.dns.server import DNSResponder, listen_dns, listen_vip
 from opengslb.events import RecentEvents
 from opengslb.exits import fail
+from opengslb.gcwatch import GCPauseWatch
 from opengslb.health.checks import Checker
 from opengslb.httpserve import BoundedSite, listen_http
 from opengslb.lifecycle import Lifecycle, Listening, SerialMultiService
@@ -143,6 +144,7 @@ class GslbNode:
                                                             lambda: dict(node.demotion.counts)))
             self.metrics.registry.register(GossipCollector(node.gossip))
         self.events = RecentEvents()
+        self.gc_watch = GCPauseWatch(reactor)
         self.api = GslbAPI(self.gslb, self.reloader, settings=lambda: self.live().api,
                            readiness=self.readiness, node_name=self.node_name, clock=reactor,
                            cluster=self.cluster, runtime=self.runtime, events=self.events)
@@ -154,7 +156,7 @@ class GslbNode:
     def _tree(self, config: Config) -> service.MultiService:
         root = _ProcessTree(self.reactor)
         children: List[service.IService] = [
-            Lifecycle("process", self._start_process, lambda: globalLogPublisher.removeObserver(self.events)),
+            Lifecycle("process", self._start_process, self._stop_process),
             Lifecycle("store", lambda: self._open_store(config), self._close_store),
         ]
         self.dns = Listening("dns", "DNS", config.dns.listen_address, lambda: self._bind_dns(config),
@@ -187,9 +189,14 @@ class GslbNode:
 
     def _start_process(self) -> None:
         globalLogPublisher.addObserver(self.events)
+        self.gc_watch.install()
         before, after = raise_fd_limit()
         log.info("open-file limit (RLIMIT_NOFILE): {before} -> {after}", before=before, after=after,
                  event="fd_limit")
+
+    def _stop_process(self) -> None:
+        globalLogPublisher.removeObserver(self.events)
+        self.gc_watch.uninstall()
 
     def _open_store(self, config: Config) -> None:
         try:

@@ -21,7 +21,7 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import maxminddb
 
-__all__ = ["GeoIPLookup", "GeoRecord", "GeoIPError"]
+__all__ = ["GeoIPLookup", "GeoRecord", "GeoIPError", "open_reader"]
 
 _CACHE_LIMIT = 100_000
 
@@ -54,6 +54,17 @@ def _codes(record: Any) -> Tuple[Optional[str], Optional[str]]:
     return country, continent
 
 
+def open_reader(path: str) -> Any:
+    """A maxminddb reader of ``path`` (None for ``""``).  Any thread (a reload opens the file in
+    its worker thread); raises GeoIPError when the file cannot be opened."""
+    if not path:
+        return None
+    try:
+        return maxminddb.open_database(path)  # the C extension when it is built
+    except Exception as error:  # OSError, ValueError, maxminddb.InvalidDatabaseError
+        raise GeoIPError(f"cannot read the GeoIP database {path!r}: {error}") from None
+
+
 class GeoIPLookup:
     """A reopenable MaxMind database reader with a per-network cache.
 
@@ -78,12 +89,10 @@ class GeoIPLookup:
 
         On failure the previous database stays in use and GeoIPError is raised.
         """
-        reader = None
-        if path:
-            try:
-                reader = maxminddb.open_database(path)  # the C extension when it is built
-            except Exception as error:  # OSError, ValueError, maxminddb.InvalidDatabaseError
-                raise GeoIPError(f"cannot read the GeoIP database {path!r}: {error}") from None
+        self.install(path, open_reader(path))
+
+    def install(self, path: str, reader: Any) -> None:
+        """Put ``reader`` (from :func:`open_reader` of ``path``) in use and close the old one."""
         old, self._reader, self.path = self._reader, reader, path
         self._cache = {}
         self.generation += 1

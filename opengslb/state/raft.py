@@ -125,6 +125,9 @@ MAX_UNAUTHENTICATED = 32
 #: Refusals are all counted, but logged at most once per this many seconds
 #: (a flood of garbage must not become a flood of log lines).
 REJECT_LOG_INTERVAL = 10.0
+#: Ticks of pysyncobj's thread further apart than this (beyond the tick's own wait) are logged:
+#: heartbeats, votes and the lease all wait for it, so a stall near the lease costs the lease.
+TICK_STALL = 0.2
 _LENGTH = struct.Struct("i")  # pysyncobj's frame header: a native signed int
 
 _REGULAR_ENTRY = 0  # pysyncobj's _COMMAND_TYPE.REGULAR: the first byte of a state-machine entry
@@ -568,8 +571,10 @@ class _SyncObj(SyncObj):
     def __init__(self, self_address: str, others: List[str], conf: SyncObjConf,
                  consumer: _MachineConsumer, timing: RaftTiming, on_reject: Callable[[str], None],
                  publish: Callable[["RaftStatus"], None],
-                 clock: Callable[[], float] = time.monotonic, joining: bool = False) -> None:
+                 clock: Callable[[], float] = time.monotonic, joining: bool = False,
+                 on_stall: Callable[[float], None] = lambda gap: None) -> None:
         self._init_adapter(self_address, timing, on_reject, publish, clock)
+        self._on_stall = on_stall
         self.joining = joining
         super().__init__(self_address, others, conf, consumers=[consumer], transportClass=_Transport)
         self._SyncObj__transport.setOnUtilityMessageCallback(  # type: ignore[attr-defined]
@@ -594,6 +599,8 @@ class _SyncObj(SyncObj):
         self._transfer_election_until = -math.inf
         self._handover_until = -math.inf
         self._publish = publish
+        self._on_stall: Callable[[float], None] = lambda gap: None
+        self._tick_started = -math.inf
         self._self_address = self_address
         self._encryptor_wrapper: Optional[_CountingEncryptor] = None
         self._on_reject = on_reject
@@ -696,6 +703,10 @@ class _SyncObj(SyncObj):
     # -- pre-vote -----------------------------------------------------------------
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
+        started = self._clock()
+        gap, self._tick_started = started - self._tick_started, started
+        if TICK_STALL + timeToWait < gap < math.inf:  # the last tick (its poll waits timeToWait) ran long
+            self._on_stall(gap)
         self._prevote_gate()
         super()._onTick(timeToWait)
 
@@ -1132,6 +1143,7 @@ class RaftNode:
         consumer = _MachineConsumer(on_apply=self._applied_on_tick, on_restore=self._restored_on_tick)
         self._sync = _SyncObj(self.address, others, conf, consumer, timing,
                               on_reject=self._rejected_on_tick, publish=self._published_on_tick,
+                              on_stall=self._stalled_on_tick,
                               clock=self.clock, joining=joining)
         self._consumer = consumer
         self._reach_loop = task.LoopingCall(self._reach_out)
@@ -1233,6 +1245,12 @@ class RaftNode:
 
     def _restored_on_tick(self, snapshot: Dict[str, Any]) -> None:
         self.reactor.callFromThread(self._mirror_restore, snapshot)
+
+    def _stalled_on_tick(self, gap: float) -> None:
+        self.reactor.callFromThread(
+            lambda: log.warn("raft tick thread stalled: {gap:.3f}s between two ticks (heartbeats, votes "
+                             "and the {lease:.2f}s leader lease wait for it)", gap=gap,
+                             lease=self.timing.leader_fallback, event="raft_tick_stalled"))
 
     def _rejected_on_tick(self, reason: str) -> None:
         self.reactor.callFromThread(self._count_rejected, reason)

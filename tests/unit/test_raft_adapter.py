@@ -646,3 +646,27 @@ def test_handover_prefers_the_given_caught_up_followers() -> None:
     assert sync._handover_target(frozenset({OTHERS[1]})) is None
     sync._SyncObj__connectedNodes.discard(sync.node(OTHERS[0]))
     assert sync._handover_target(frozenset(OTHERS)) is None
+
+
+def test_a_stalled_tick_thread_is_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ticks further apart than their wait plus TICK_STALL are logged with the gap (a stall of the
+    tick thread silently costs heartbeats and the lease otherwise); regular ticks are not."""
+    monkeypatch.setattr(pysyncobj.syncobj.SyncObj, "_onTick", lambda self, timeToWait=0.0: None)
+    events: List[Dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        clock = HandClock()
+        node, sync, reactor, _ = make_node(clock)
+        sync._on_stall = node._stalled_on_tick
+        for _ in range(5):
+            sync._onTick(0.02)
+            clock.now += 0.02 + raft.TICK_STALL - 0.01
+        reactor.pump()
+        assert not [e for e in events if e.get("event") == "raft_tick_stalled"]
+        clock.now += 0.5
+        sync._onTick(0.02)
+        reactor.pump()
+        stalled = [e for e in events if e.get("event") == "raft_tick_stalled"]
+        assert len(stalled) == 1 and "0.710s between two ticks" in formatEvent(stalled[0])
+    finally:
+        globalLogPublisher.removeObserver(events.append)

@@ -17,6 +17,7 @@ import dns.rdatatype
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.internet import task
 
 from opengslb.config.model import (
     Config,
@@ -31,6 +32,7 @@ from opengslb.config.model import (
     TopologyRule,
     ZoneConfig,
 )
+from opengslb.core import Gslb
 from opengslb.dns.ecs import EcsError, parse_subnet, source_client
 from opengslb.dns.explain import client_network, explain
 from opengslb.dns.fastpath import FastPath
@@ -42,6 +44,7 @@ from opengslb.routing.geoip import GeoIPLookup
 from opengslb.routing.geolocation import GeoPlan
 from opengslb.routing.rtt import LatencyTable
 from opengslb.stats import QueryStats
+from tests.unit.fakes import FakeChecker
 from tests.unit.mmdb import country, write_mmdb
 
 ZONE = "gslb.test"
@@ -548,3 +551,24 @@ def test_sample_answers_are_stable_across_rebuilds_for_hashing():
         data = query(f"hash.{ZONE}", subnet=(network, 24))
         assert addresses(ask(first, data)) == addresses(ask(second, data))
         assert ecs_scope(ask(first, data)) == 24
+
+
+def test_a_reload_opens_the_geoip_database_in_its_worker_thread_step(tmp_path: Path):
+    """prepare_config (the reload's worker thread) opens the file; apply_config (the reactor)
+    only puts it in use, so the file may even be gone by then; a bad file keeps the old one."""
+    first = write_mmdb(tmp_path / "first.mmdb", [("81.0.0.0/8", country("DE", "EU"))])
+    second = write_mmdb(tmp_path / "second.mmdb", [("81.0.0.0/8", country("ES", "EU"))])
+    clock = task.Clock()
+    gslb = Gslb(clock, steering_config(str(first)), FakeChecker(clock))
+    geoip = gslb.routing_inputs.geoip
+    assert geoip is not None and geoip.lookup(4, int(ipaddress.ip_address("81.1.1.1"))).country == "DE"
+    reloaded = steering_config(str(second))
+    gslb.prepare_config(reloaded)
+    second.unlink()  # opened already: applying does not read the path again
+    gslb.apply_config(reloaded)
+    assert geoip.path == str(second) and geoip.lookup(4, int(ipaddress.ip_address("81.1.1.1"))).country == "ES"
+    broken = steering_config(str(tmp_path / "missing.mmdb"))
+    gslb.prepare_config(broken)
+    gslb.apply_config(broken)
+    assert geoip.path == str(second) and geoip.loaded  # kept the database in use
+    gslb.stop()
