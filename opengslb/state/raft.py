@@ -573,8 +573,7 @@ class _SyncObj(SyncObj):
                  publish: Callable[["RaftStatus"], None],
                  clock: Callable[[], float] = time.monotonic, joining: bool = False,
                  on_stall: Callable[[float], None] = lambda gap: None) -> None:
-        self._init_adapter(self_address, timing, on_reject, publish, clock)
-        self._on_stall = on_stall
+        self._init_adapter(self_address, timing, on_reject, publish, clock, on_stall)
         self.joining = joining
         super().__init__(self_address, others, conf, consumers=[consumer], transportClass=_Transport)
         self._SyncObj__transport.setOnUtilityMessageCallback(  # type: ignore[attr-defined]
@@ -591,7 +590,8 @@ class _SyncObj(SyncObj):
             reply(None, FAIL_REASON.REQUEST_DENIED)
 
     def _init_adapter(self, self_address: str, timing: RaftTiming, on_reject: Callable[[str], None],
-                      publish: Callable[["RaftStatus"], None], clock: Callable[[], float]) -> None:
+                      publish: Callable[["RaftStatus"], None], clock: Callable[[], float],
+                      on_stall: Callable[[float], None] = lambda gap: None) -> None:
         """The adapter's own fields (set before pysyncobj starts its tick thread)."""
         self._timing = timing
         self._clock = clock
@@ -599,7 +599,7 @@ class _SyncObj(SyncObj):
         self._transfer_election_until = -math.inf
         self._handover_until = -math.inf
         self._publish = publish
-        self._on_stall: Callable[[float], None] = lambda gap: None
+        self._on_stall = on_stall
         self._tick_started = -math.inf
         self._self_address = self_address
         self._encryptor_wrapper: Optional[_CountingEncryptor] = None
