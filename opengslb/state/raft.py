@@ -52,8 +52,10 @@ import math
 import os
 import random
 import struct
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
@@ -601,6 +603,7 @@ class _SyncObj(SyncObj):
         self._publish = publish
         self._on_stall = on_stall
         self._tick_started = -math.inf
+        self.tick_thread: Optional[int] = None  # the thread running ticks, once one ran
         self._self_address = self_address
         self._encryptor_wrapper: Optional[_CountingEncryptor] = None
         self._on_reject = on_reject
@@ -705,6 +708,7 @@ class _SyncObj(SyncObj):
     def _onTick(self, timeToWait: float = 0.0) -> None:
         started = self._clock()
         gap, self._tick_started = started - self._tick_started, started
+        self.tick_thread = threading.get_ident()
         if TICK_STALL + timeToWait < gap < math.inf:  # the last tick (its poll waits timeToWait) ran long
             self._on_stall(gap)
         self._prevote_gate()
@@ -1046,6 +1050,8 @@ class RaftNode:
         self._leaderless_since: Optional[float] = None
         self._lease_lapsed_at = 0.0  # when this leader's lease last lapsed (adapter clock)
         self._reach_loop: Optional[task.LoopingCall] = None
+        self._tick_watch: Optional[task.LoopingCall] = None
+        self._stuck_reported = -math.inf  # the start of the last stuck tick reported
         self._removed_listeners: List[Callable[[str], None]] = []
         self._checking_removal = False
         self.removed: Optional[str] = None  # why this node is no longer a member, once it knows
@@ -1149,6 +1155,25 @@ class RaftNode:
         self._reach_loop = task.LoopingCall(self._reach_out)
         self._reach_loop.clock = self.reactor
         self._reach_loop.start(1.0, now=False)
+        self._tick_watch = task.LoopingCall(self._watch_tick)
+        self._tick_watch.clock = self.reactor
+        self._tick_watch.start(TICK_STALL / 2, now=False)
+
+    def _watch_tick(self) -> None:
+        """Reactor: name what a tick thread stuck for :data:`TICK_STALL` is doing (its stack),
+        once per stuck tick; the thread itself can only tell afterwards how long it was away."""
+        sync = self._sync
+        if sync is None or sync.tick_thread is None:
+            return
+        started = sync._tick_started
+        stuck = self.clock() - started
+        if stuck <= TICK_STALL + 0.05 or started == self._stuck_reported:
+            return
+        self._stuck_reported = started
+        frame = sys._current_frames().get(sync.tick_thread)
+        where = "".join(traceback.format_stack(frame, limit=8)) if frame is not None else "(no frame)\n"
+        log.warn("raft tick thread stuck for {stuck:.3f}s so far, in:\n{where}", stuck=stuck,
+                 where=where.rstrip(), event="raft_tick_stuck")
 
     def _reach_out(self) -> None:
         """Without a leader for :data:`REACH_OUT_AFTER` seconds, ask each member with a higher
@@ -1216,8 +1241,9 @@ class RaftNode:
         if sync is None:
             return defer.succeed(None)
         self._stopping = True
-        if self._reach_loop is not None and self._reach_loop.running:
-            self._reach_loop.stop()
+        for loop in (self._reach_loop, self._tick_watch):
+            if loop is not None and loop.running:
+                loop.stop()
         d: defer.Deferred[Any] = defer.succeed(None)
         if self.status.is_leader and len(self.status.members) > 1:
             d = self.transfer_leadership(timeout=handover_timeout)

@@ -670,3 +670,31 @@ def test_a_stalled_tick_thread_is_logged(monkeypatch: pytest.MonkeyPatch) -> Non
         assert len(stalled) == 1 and "0.710s between two ticks" in formatEvent(stalled[0])
     finally:
         globalLogPublisher.removeObserver(events.append)
+
+
+def test_a_stuck_tick_thread_is_named_with_its_stack_while_stuck() -> None:
+    """The reactor-side watch logs where a tick thread stuck past TICK_STALL is (its stack),
+    once per stuck tick."""
+    events: List[Dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    release = threading.Event()
+
+    def stuck_in_io() -> None:
+        release.wait(10)
+
+    thread = threading.Thread(target=stuck_in_io, daemon=True)
+    thread.start()
+    try:
+        clock = HandClock()
+        node, sync, reactor, _ = make_node(clock)
+        sync.tick_thread, sync._tick_started = thread.ident, clock.now
+        node._watch_tick()
+        assert not [e for e in events if e.get("event") == "raft_tick_stuck"]
+        clock.now += raft.TICK_STALL + 0.1
+        node._watch_tick()
+        node._watch_tick()
+        stuck = [e for e in events if e.get("event") == "raft_tick_stuck"]
+        assert len(stuck) == 1 and "stuck_in_io" in formatEvent(stuck[0]), stuck
+    finally:
+        release.set()
+        globalLogPublisher.removeObserver(events.append)
