@@ -1052,6 +1052,7 @@ class RaftNode:
         self._reach_loop: Optional[task.LoopingCall] = None
         self._tick_watch: Optional[task.LoopingCall] = None
         self._stuck_reported = -math.inf  # the start of the last stuck tick reported
+        self._last_watch = -math.inf  # the tick watch's last run (adapter clock)
         self._removed_listeners: List[Callable[[str], None]] = []
         self._checking_removal = False
         self.removed: Optional[str] = None  # why this node is no longer a member, once it knows
@@ -1162,11 +1163,13 @@ class RaftNode:
     def _watch_tick(self) -> None:
         """Reactor: name what a tick thread stuck for :data:`TICK_STALL` is doing (its stack),
         once per stuck tick; the thread itself can only tell afterwards how long it was away."""
+        now, previous = self.clock(), self._last_watch
+        self._last_watch = now
         sync = self._sync
-        if sync is None or sync.tick_thread is None:
-            return
+        if sync is None or sync.tick_thread is None or now - previous > TICK_STALL:
+            return  # the whole process was paused (SIGSTOP, a GC pause): not the tick thread's doing
         started = sync._tick_started
-        stuck = self.clock() - started
+        stuck = now - started
         if stuck <= TICK_STALL + 0.05 or started == self._stuck_reported:
             return
         self._stuck_reported = started
