@@ -76,6 +76,7 @@ from opengslb.config.model import ClusterConfig
 from opengslb.state.keys import raft_password
 from opengslb.state.local import check_data_dir, write_atomically
 from opengslb.state.machine import Command, Result, StateMachine, state_counts
+from opengslb.state.raftmeta import write_meta_in_background
 
 log = Logger(namespace="opengslb.cluster")
 
@@ -578,6 +579,8 @@ class _SyncObj(SyncObj):
         self._init_adapter(self_address, timing, on_reject, publish, clock, on_stall)
         self.joining = joining
         super().__init__(self_address, others, conf, consumers=[consumer], transportClass=_Transport)
+        #: The journal's once-a-second meta store runs in its own thread (see raftmeta).
+        self.meta_writer = write_meta_in_background(getattr(self, "_SyncObj__raftLog", None))
         self._SyncObj__transport.setOnUtilityMessageCallback(  # type: ignore[attr-defined]
             "opengslb_dial", self._on_dial_request)
         self.addOnTickCallback(self._after_tick)
@@ -603,6 +606,7 @@ class _SyncObj(SyncObj):
         self._publish = publish
         self._on_stall = on_stall
         self._tick_started = -math.inf
+        self.meta_writer = None
         self.tick_thread: Optional[int] = None  # the thread running ticks, once one ran
         self._self_address = self_address
         self._encryptor_wrapper: Optional[_CountingEncryptor] = None
@@ -1051,6 +1055,8 @@ class RaftNode:
         self._lease_lapsed_at = 0.0  # when this leader's lease last lapsed (adapter clock)
         self._reach_loop: Optional[task.LoopingCall] = None
         self._tick_watch: Optional[task.LoopingCall] = None
+        self._members_to_save: Optional[Tuple[str, ...]] = None  # waiting for the writer
+        self._members_saving = False
         self._stuck_reported = -math.inf  # the start of the last stuck tick reported
         self._last_watch = -math.inf  # the tick watch's last run (adapter clock)
         self._removed_listeners: List[Callable[[str], None]] = []
@@ -1339,10 +1345,7 @@ class RaftNode:
             self._joining = False
             log.info("joined the cluster as {address} (members: {members})", address=self.address,
                      members=", ".join(status.members), event="raft_joined")
-            try:
-                self._save_members(status.members)
-            except OSError as error:
-                log.error("cannot save the member list: {error}", error=error)
+            self._save_members_later(status.members)
         if status.leader is None and (previous.leader is not None or self._leaderless_since is None):
             self._leaderless_since = self.reactor.seconds()
         elif status.leader is not None:
@@ -1354,12 +1357,30 @@ class RaftNode:
             log.info("raft: {state} (term {term}, leader {leader})", state=status.state,
                      term=status.term, leader=status.leader or "none", event="leadership")
         if previous.members != status.members and status.members and not self._joining:
-            try:
-                self._save_members(status.members)
-            except OSError as error:
-                log.error("cannot save the member list: {error}", error=error)
+            self._save_members_later(status.members)
         for listener in self._listeners:
             listener(status)
+
+    def _save_members_later(self, members: Tuple[str, ...]) -> None:
+        """Store the member list in a worker thread: it is fsynced, and a busy disk must not stall
+        DNS answering.  One write at a time; the newest list wins."""
+        self._members_to_save = members
+        if not self._members_saving:
+            self._members_saving = True
+            self._write_members()
+
+    def _write_members(self) -> None:
+        members, self._members_to_save = self._members_to_save, None
+        d = _in_daemon_thread(self.reactor, self._save_members, members)
+        d.addErrback(lambda failure: log.error("cannot save the member list: {error}",
+                                               error=failure.getErrorMessage()))
+        d.addBoth(self._members_written)
+
+    def _members_written(self, _: Any) -> None:
+        if self._members_to_save is not None:
+            self._write_members()
+        else:
+            self._members_saving = False
 
     # -- public API (reactor thread) -------------------------------------------------------
 
@@ -1643,9 +1664,8 @@ def _destroy_and_record(sync: "_SyncObj") -> None:
     so the last writes before a stop would otherwise look uncommitted to
     :func:`read_committed_state`).  Worker thread."""
     sync.destroy_synchronous()
-    journal = getattr(sync, "_SyncObj__raftLog", None)
-    if journal is not None and hasattr(journal, "onOneSecondTimer"):
-        journal.onOneSecondTimer()
+    if sync.meta_writer is not None:
+        sync.meta_writer.flush()
 
 
 def _in_daemon_thread(reactor: Any, function: Callable[..., Any], *args: Any) -> "defer.Deferred[Any]":

@@ -11,8 +11,10 @@ separate hand-driven clock, and pysyncobj's own clock is skewed on purpose.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pysyncobj.syncobj
@@ -22,7 +24,7 @@ from pysyncobj.node import TCPNode
 from twisted.internet import task
 from twisted.logger import formatEvent, globalLogPublisher
 
-from opengslb.config.model import ClusterConfig, GossipConfig
+from opengslb.config.model import ClusterConfig, GossipConfig, RaftConfig
 from opengslb.state import raft
 from opengslb.state.raft import (
     DESTROY_TIMEOUT,
@@ -702,3 +704,34 @@ def test_a_stuck_tick_thread_is_named_with_its_stack_while_stuck() -> None:
     finally:
         release.set()
         globalLogPublisher.removeObserver(events.append)
+
+
+def test_member_lists_are_saved_off_the_reactor_one_at_a_time_newest_last(tmp_path: Any) -> None:
+    """A membership change is fsynced in a worker thread (the reactor never waits for the disk);
+    changes arriving during a write are coalesced and the newest list is what stays on disk."""
+    reactor = Reactor()
+    cluster = ClusterConfig(mode="cluster", advertise_address=SELF, raft=RaftConfig(data_dir=str(tmp_path)),
+                            gossip=GossipConfig(encryption_key="a" * 44))
+    node = RaftNode(reactor, cluster)
+    gate = threading.Event()
+    writes: List[Tuple[str, ...]] = []
+    real_save = node._save_members
+
+    def slow_save(members: Tuple[str, ...]) -> None:
+        gate.wait(5)
+        writes.append(members)
+        real_save(members)
+
+    node._save_members = slow_save  # type: ignore[method-assign]
+    started = time.monotonic()
+    for count in (1, 2, 3):
+        node._save_members_later(tuple([SELF] + OTHERS[:count - 1]))
+    assert time.monotonic() - started < 0.05  # nothing waited for the (held) disk
+    gate.set()
+    deadline = time.monotonic() + 5
+    while node._members_saving and time.monotonic() < deadline:
+        reactor.pump()
+        time.sleep(0.005)
+    assert writes == [(SELF,), (SELF, *OTHERS)]  # the second list was superseded before its turn
+    saved = json.loads((tmp_path / "members.json").read_text())
+    assert saved["members"] == [SELF, *OTHERS]
