@@ -605,7 +605,7 @@ class _SyncObj(SyncObj):
         self._handover_until = -math.inf
         self._publish = publish
         self._on_stall = on_stall
-        self._tick_started = -math.inf
+        self.tick_started = -math.inf  # when the current (or last) tick began (adapter clock)
         self.meta_writer = None
         self.tick_thread: Optional[int] = None  # the thread running ticks, once one ran
         self._self_address = self_address
@@ -711,7 +711,7 @@ class _SyncObj(SyncObj):
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
         started = self._clock()
-        gap, self._tick_started = started - self._tick_started, started
+        gap, self.tick_started = started - self.tick_started, started
         self.tick_thread = threading.get_ident()
         if TICK_STALL + timeToWait < gap < math.inf:  # the last tick (its poll waits timeToWait) ran long
             self._on_stall(gap)
@@ -1174,7 +1174,7 @@ class RaftNode:
         sync = self._sync
         if sync is None or sync.tick_thread is None or now - previous > TICK_STALL:
             return  # the whole process was paused (SIGSTOP, a GC pause): not the tick thread's doing
-        started = sync._tick_started
+        started = sync.tick_started
         stuck = now - started
         if stuck <= TICK_STALL + 0.05 or started == self._stuck_reported:
             return

@@ -689,13 +689,13 @@ def test_a_stuck_tick_thread_is_named_with_its_stack_while_stuck() -> None:
     try:
         clock = HandClock()
         node, sync, reactor, _ = make_node(clock)
-        sync.tick_thread, sync._tick_started = thread.ident, clock.now
+        sync.tick_thread, sync.tick_started = thread.ident, clock.now
         node._watch_tick()
         assert not [e for e in events if e.get("event") == "raft_tick_stuck"]
         clock.now += raft.TICK_STALL + 0.1
         node._watch_tick()  # the watch itself was away as long: the process was paused, no report
         assert not [e for e in events if e.get("event") == "raft_tick_stuck"]
-        sync._tick_started = clock.now
+        sync.tick_started = clock.now
         for _ in range(4):  # the reactor runs every 0.1 s; the tick thread does not
             clock.now += 0.1
             node._watch_tick()
