@@ -45,7 +45,8 @@ class MetaWriter:
     def __init__(self, journal: Any) -> None:
         self._journal = journal
         self._inner = getattr(journal, _STORER)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while the file is written
+        self._handoff = threading.Lock()  # guards _pending; never held while writing
         self._pending: Optional[Dict[str, Any]] = None
         self._wake = threading.Event()
         self._stopped = False
@@ -63,7 +64,8 @@ class MetaWriter:
     def storeMeta(self, meta: Dict[str, Any]) -> None:  # noqa: N802
         """Synchronous (a term or vote change): any older pending copy is superseded."""
         with self._lock:
-            self._pending = None
+            with self._handoff:
+                self._pending = None
             self._inner.storeMeta(meta)
 
     # -- ours ---------------------------------------------------------------------------
@@ -72,14 +74,17 @@ class MetaWriter:
         """The journal's once-a-second store: hand the current meta to the writer thread."""
         if getattr(self._journal, _SAVED):
             return
-        self._pending = dict(getattr(self._journal, _META))
+        copy = dict(getattr(self._journal, _META))
+        with self._handoff:
+            self._pending = copy
         setattr(self._journal, _SAVED, True)
         self._wake.set()
 
     def flush(self) -> None:
         """Store the current meta now (at stop) and end the writer thread."""
         with self._lock:
-            self._pending = None
+            with self._handoff:
+                self._pending = None
             self._inner.storeMeta(dict(getattr(self._journal, _META)))
             setattr(self._journal, _SAVED, True)
         self._stopped = True
@@ -92,7 +97,8 @@ class MetaWriter:
             if self._stopped:
                 return
             with self._lock:
-                pending, self._pending = self._pending, None
+                with self._handoff:
+                    pending, self._pending = self._pending, None
                 if pending is None:
                     continue
                 try:
