@@ -23,12 +23,10 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from openapi_schema_validator import OAS31Validator, oas31_format_checker
-from openapi_schema_validator import validate as validate_schema
 
-from opengslb.api.openapi import openapi_document
 from opengslb.ctl import EXIT_OK, EXIT_USAGE, main
 from tests.e2e.harness import REPO, HTTPBackend, child_env, free_port, wait_until
+from tests.openapi_check import check_against_document
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +34,6 @@ HOST = "127.0.88.1"  # DNS and API listen here
 ALLOWED = "127.0.88.200"  # an API client inside allowed_networks
 OUTSIDE = "127.0.89.1"  # an API client outside them
 LOCAL_CLIENT = "127.0.90.5"  # a DNS client the topology names (127.0.90.0/24 → ap)
-DOCUMENT = openapi_document()
 CHECKS = ("{type: http, interval: 300ms, timeout: 250ms, path: /health, failure_threshold: 1, "
           "success_threshold: 1}")
 
@@ -89,10 +86,7 @@ class Node:
         finally:
             conn.close()
         body = json.loads(raw)
-        responses = DOCUMENT["paths"]["/api/v1/explain"]["get"]["responses"]
-        schema = responses[str(status)]["content"]["application/json"]["schema"]
-        validate_schema(body, {**schema, "components": DOCUMENT["components"]}, cls=OAS31Validator,
-                        format_checker=oas31_format_checker)
+        check_against_document("GET", "/api/v1/explain", status, body)
         return status, body
 
     def explain(self, name: str, client: str, subnet: Optional[int] = None, rtype: str = "A") -> Dict[str, Any]:

@@ -24,8 +24,6 @@ import jsonschema_rs
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from openapi_schema_validator import OAS31Validator, oas31_format_checker
-from openapi_schema_validator import validate as validate_schema
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
@@ -37,7 +35,6 @@ from zope.interface import implementer
 from opengslb import ctl
 from opengslb.api import GslbAPI
 from opengslb.api.explain import DNS_NAME, NAME_MAX
-from opengslb.api.openapi import openapi_document
 from opengslb.config.model import (
     APIConfig,
     Config,
@@ -58,11 +55,11 @@ from opengslb.dns.server import DNSResponder
 from opengslb.health.tracker import ServerKey
 from opengslb.runtime import Runtime
 from opengslb.served import PeerVerdicts
+from tests.openapi_check import DOCUMENT, check_against_document
 from tests.unit.fakes import FakeChecker, MemoryStore
 
 NOW = 1795686027.0
 ZONE = "gslb.test"
-DOCUMENT = openapi_document()
 PATH = "/api/v1/explain"
 CHECKS = HealthCheckConfig(interval=10.0, timeout=2.0, failure_threshold=1, success_threshold=1)
 
@@ -185,10 +182,7 @@ class World:
         response = result_of(d)
         body = json.loads(result_of(response.content()))
         assert response.headers.getRawHeaders("Content-Type") == ["application/json"]
-        responses = DOCUMENT["paths"][PATH]["get"]["responses"]
-        schema = responses[str(response.code)]["content"]["application/json"]["schema"]
-        validate_schema(body, {**schema, "components": DOCUMENT["components"]}, cls=OAS31Validator,
-                        format_checker=oas31_format_checker)
+        check_against_document("GET", PATH, response.code, body)
         return response.code, body
 
     def explain(self, name: str, rtype: str = "A", client: str = "192.0.2.200",
