@@ -33,7 +33,6 @@ from opengslb.runtime import Runtime
 from opengslb.served import Inputs, PeerVerdicts, RampClock, RuntimeRecords, Served, served
 from opengslb.served.bleed import bleeding_servers, served_bleed
 from opengslb.served.consensus import NO_PEERS
-from opengslb.served.records import NO_RECORDS
 from opengslb.stats import CHECK_DURATION_BOUNDS, DurationHistogram, QueryStats
 
 log = Logger(namespace="opengslb.core")
@@ -60,7 +59,7 @@ class Gslb:
     :param rng: the routing algorithms' source of randomness.
     :param stats: the DNS side's counters (shared with the listeners).
     :param runtime: the runtime state (overrides, registrations, vetoes,
-        signals); ``None``: none (every server at its configured weight).
+        signals); standalone and cluster mode alike have one.
     :param peers: the other nodes' verdicts (cluster mode); ``None``: this
         node's verdicts are served as they are.
 
@@ -72,9 +71,9 @@ class Gslb:
     RAMP_STEP = 0.5
 
     def __init__(self, reactor: IReactorTime, config: Config, checker: Checker,
+                 runtime: Runtime,
                  rng: Optional[random.Random] = None,
                  stats: Optional[QueryStats] = None,
-                 runtime: Optional[Runtime] = None,
                  peers: Optional[PeerSource] = None) -> None:
         self._reactor: Any = reactor
         self._rng = rng if rng is not None else random.Random()
@@ -100,11 +99,10 @@ class Gslb:
         #: (config, reader, error) opened by prepare_config in a reload's worker thread.
         self._prepared_geoip: Optional[Tuple[Config, Any, Optional[GeoIPError]]] = None
         self._stopped = False
-        if runtime is not None:
-            if runtime.config is not config:
-                runtime.config_changed(config)
-            runtime.add_listener(self._runtime_changed)
-            self._check_registrations()
+        if runtime.config is not config:
+            runtime.config_changed(config)
+        runtime.add_listener(self._runtime_changed)
+        self._check_registrations()
         if peers is not None:
             peers.add_listener(self.request_rebuild)
         self.view = self._build()
@@ -132,9 +130,8 @@ class Gslb:
         self.config = config
         self._reload_geoip(config)
         self.health.apply_config(config)
-        if self.runtime is not None:
-            self.runtime.config_changed(config)
-            self._check_registrations()
+        self.runtime.config_changed(config)
+        self._check_registrations()
         self._rebuild_now()
 
     def prepare_config(self, config: Config) -> None:
@@ -198,7 +195,7 @@ class Gslb:
             configured = list(self.config.region(region).servers)
         except KeyError:
             return []
-        return configured + list(self.runtime.extra_servers(region) if self.runtime is not None else ())
+        return configured + list(self.runtime.extra_servers(region))
 
     def served_at(self, region: str, address: str, port: int) -> Served:
         """:meth:`served` of the server at address:port of ``region`` (base weight 0 when unknown)."""
@@ -226,7 +223,6 @@ class Gslb:
         the :class:`~opengslb.served.bleed.BleedState` now; ``last_seen``,
         ``expires_at``; ``effective_weight`` and ``weight_source``.
         """
-        assert self.runtime is not None
         region, address, port = registration["region"], registration["address"], registration["port"]
         key = ServerKey(region, address, port)
         records, now = self._records(), self._reactor.seconds()
@@ -263,7 +259,7 @@ class Gslb:
     # -- internals --------------------------------------------------------
 
     def _records(self) -> RuntimeRecords:
-        return self.runtime.records() if self.runtime is not None else NO_RECORDS
+        return self.runtime.records()
 
     def _health_changed(self, key: ServerKey, health: ServerHealth) -> None:
         self.request_rebuild([key.region])
@@ -274,7 +270,6 @@ class Gslb:
 
     def _check_registrations(self) -> None:
         """Health-check the served registrations without a claim, with their region's settings."""
-        assert self.runtime is not None
         wanted = self.runtime.unclaimed_servers()
         configured = self.config.server_endpoints  # (region, address, port): equal to ServerKeys
         regions = self.config.regions_by_name
@@ -332,8 +327,7 @@ class Gslb:
                 ends[region] = min(ends.get(region, record.ramp_ends_at), record.ramp_ends_at)
             return record
 
-        extra = self.runtime.extra_servers if self.runtime is not None else None
-        view = build_view(self.config, lookup, self._rng, extra=extra, now=now,
+        view = build_view(self.config, lookup, self._rng, extra=self.runtime.extra_servers, now=now,
                           previous=getattr(self, "view", None), dirty=self._dirty,
                           inputs=self.routing_inputs)
         regions = self.config.regions_by_name

@@ -38,7 +38,6 @@ from opengslb.httpserve import Gate, ListenerLimits, Refusal
 if TYPE_CHECKING:
     from opengslb.cluster.overwatch import Overwatch
     from opengslb.core import Gslb
-    from opengslb.runtime import Runtime
 
 __all__ = ["Metrics", "metrics_gate", "metrics_limits"]
 
@@ -66,9 +65,9 @@ class Metrics:
         until the first successful reload (the start-up load counts as the
         first configuration load).
 
-    :param runtime: the runtime state (:class:`opengslb.runtime.Runtime`);
-        with it, ``opengslb_overrides_active``, ``opengslb_vetoes_active`` and
-        ``opengslb_bleeding_servers`` are exposed.
+    The gauges ``opengslb_overrides_active``, ``opengslb_vetoes_active`` and
+    ``opengslb_bleeding_servers`` come from the core's runtime state
+    (``gslb.runtime``).
     :param overwatch: the leader's :class:`~opengslb.cluster.overwatch.Overwatch`;
         with it, ``opengslb_overwatch_disagreements_total{mode}`` is exposed.
 
@@ -78,13 +77,12 @@ class Metrics:
     """
 
     def __init__(self, gslb: "Gslb", reloader: ReloadCounts, version: str,
-                 clock: IReactorTime, runtime: Optional["Runtime"] = None,
+                 clock: IReactorTime,
                  overwatch: Optional["Overwatch"] = None) -> None:
         self.gslb = gslb
         self.reloader = reloader
         self.version = version
         self.clock = clock
-        self.runtime = runtime
         self.overwatch = overwatch
         self.started = clock.seconds()
         self.registry = CollectorRegistry()
@@ -174,20 +172,19 @@ class _GslbCollector(Collector):
         yield from self._runtime_families()
 
     def _runtime_families(self) -> Iterable[Metric]:
-        """Runtime-state gauges and the overwatch counter, when those parts are given."""
+        """Runtime-state gauges, and the overwatch counter when an overwatch is given."""
         gslb = self._metrics.gslb
-        runtime = self._metrics.runtime
-        if runtime is not None:
-            now = self._metrics.clock.seconds()
-            yield GaugeMetricFamily("opengslb_overrides_active", "Overrides in force (not expired).",
-                                    value=len(runtime.machine.active_overrides(now)))
-            yield GaugeMetricFamily("opengslb_vetoes_active",
-                                    "Servers vetoed by the overwatch (served unhealthy).",
-                                    value=len(runtime.active_vetoes()))
-            yield GaugeMetricFamily("opengslb_bleeding_servers",
-                                    "Servers whose weight predictive health is lowering now "
-                                    "(draining, drained or ramping back).",
-                                    value=gslb.bleeding_servers())
+        runtime = gslb.runtime
+        now = self._metrics.clock.seconds()
+        yield GaugeMetricFamily("opengslb_overrides_active", "Overrides in force (not expired).",
+                                value=len(runtime.machine.active_overrides(now)))
+        yield GaugeMetricFamily("opengslb_vetoes_active",
+                                "Servers vetoed by the overwatch (served unhealthy).",
+                                value=len(runtime.active_vetoes()))
+        yield GaugeMetricFamily("opengslb_bleeding_servers",
+                                "Servers whose weight predictive health is lowering now "
+                                "(draining, drained or ramping back).",
+                                value=gslb.bleeding_servers())
         overwatch = self._metrics.overwatch
         if overwatch is not None:
             yield _counter("opengslb_overwatch_disagreements_total",

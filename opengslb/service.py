@@ -137,7 +137,7 @@ class GslbNode:
                                  adjust=adjust, prepare=self.gslb.prepare_config)
         self.overwatch = Overwatch(reactor, self.runtime, self.checker, self.live)
         self.metrics = Metrics(self.gslb, self.reloader, opengslb.__version__, reactor,
-                               runtime=self.runtime, overwatch=self.overwatch)
+                               overwatch=self.overwatch)
         self.metrics.registry.register(ConfigHashCollector(lambda: self.config_hash))
         if node is not None:
             self.metrics.registry.register(ClusterCollector(node.raft, self.node_name,

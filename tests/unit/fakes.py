@@ -32,6 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from opengslb.config.model import HealthCheckConfig, ServerConfig
 from opengslb.health.checks import CheckFailed
+from opengslb.runtime import Runtime
 from opengslb.state.machine import StateMachine
 
 __all__ = ["FakeCheck", "FakeChecker", "MemoryStore"]
@@ -146,3 +147,8 @@ class MemoryStore:
 
     def ops(self, op: str) -> List[Dict[str, Any]]:
         return [c for c in self.proposed if c["op"] == op]
+
+
+def memory_runtime(clock: Any, config: Any) -> Runtime:
+    """A real :class:`opengslb.runtime.Runtime` over a fresh :class:`MemoryStore` (no records)."""
+    return Runtime(clock, MemoryStore(), config)

@@ -29,7 +29,7 @@ from opengslb.httpserve import listen_http as listen_metrics
 from opengslb.metrics import Metrics
 from opengslb.stats import CHECK_DURATION_BOUNDS, QueryStats
 from tests.unit.dnsfixtures import sample_config
-from tests.unit.fakes import FakeChecker
+from tests.unit.fakes import FakeChecker, memory_runtime
 
 START = 1_700_000_000.0
 CHECK_TIME = 0.03  # every fake check takes this long on the clock
@@ -52,6 +52,9 @@ SPEC_FAMILIES = {
     "opengslb_dns_stale_answers": "counter",
     "opengslb_all_down_answers": "counter",  # SPEC §4.1
     "opengslb_dns_ecs_queries": "counter",  # SPEC §4.1
+    "opengslb_overrides_active": "gauge",  # runtime state, standalone too
+    "opengslb_vetoes_active": "gauge",
+    "opengslb_bleeding_servers": "gauge",
 }
 
 
@@ -69,7 +72,8 @@ def build(config=None):
     clock = task.Clock()
     clock.advance(START)
     checker = FakeChecker(clock, duration=CHECK_TIME)
-    gslb = Gslb(clock, config or fast_config(), checker)
+    config = config or fast_config()
+    gslb = Gslb(clock, config, checker, memory_runtime(clock, config))
     reloader = SimpleNamespace(successes=0, failures=0, last_success=None)
     metrics = Metrics(gslb, reloader, "1.2.3", clock)
     responder = DNSResponder(lambda: gslb.view, gslb.stats, on_stale=gslb.on_stale)

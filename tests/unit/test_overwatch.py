@@ -58,7 +58,7 @@ class Watch(World):
         self.set_overwatch(mode, threshold)
         self.outside = Outside()
         self.overwatch = Overwatch(self.clock, self.runtime, self.outside, lambda: self.gslb.config)
-        self.metrics = Metrics(self.gslb, _Reloads(), "1", self.clock, runtime=self.runtime,
+        self.metrics = Metrics(self.gslb, _Reloads(), "1", self.clock,
                                overwatch=self.overwatch)
         self.rid = self.register(AGENT, claim)
         self.events: List[Dict[str, Any]] = []

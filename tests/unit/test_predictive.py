@@ -378,7 +378,7 @@ def test_a_drained_server_is_still_answered_when_every_other_is_out():
 def test_bleeding_servers_metric_follows_the_ramp():
     """opengslb_bleeding_servers is 1 while draining, drained or restoring, 0 once restored."""
     world = Bleeding()
-    metrics = Metrics(world.gslb, _Reloads(), "1", world.clock, runtime=world.runtime)
+    metrics = Metrics(world.gslb, _Reloads(), "1", world.clock)
 
     def bleeding() -> float:
         return samples(scrape(metrics), "opengslb_bleeding_servers")[frozenset()]
@@ -399,7 +399,7 @@ def test_bleeding_servers_metric_follows_the_ramp():
 def test_overrides_and_vetoes_active_metrics():
     """opengslb_overrides_active counts unexpired overrides; opengslb_vetoes_active active vetoes."""
     world = Bleeding()
-    metrics = Metrics(world.gslb, _Reloads(), "1", world.clock, runtime=world.runtime)
+    metrics = Metrics(world.gslb, _Reloads(), "1", world.clock)
     world.runtime.set_override("east", "192.0.2.10", 0, None, "drain", 10.0)
     world.runtime.set_override("east", "192.0.2.11", 0, None, "drain", None)
     world.runtime.set_veto(REG, "test")
@@ -409,14 +409,6 @@ def test_overrides_and_vetoes_active_metrics():
     assert samples(families, "opengslb_vetoes_active")[frozenset()] == 1
     world.settle(11)
     assert samples(scrape(metrics), "opengslb_overrides_active")[frozenset()] == 1
-
-
-def test_without_a_runtime_the_runtime_families_are_absent():
-    """Metrics built without runtime/overwatch expose none of their families."""
-    world = Bleeding()
-    names = set(scrape(Metrics(world.gslb, _Reloads(), "1", world.clock)))
-    assert not names & {"opengslb_overrides_active", "opengslb_vetoes_active",
-                        "opengslb_bleeding_servers", "opengslb_overwatch_disagreements"}
 
 
 class _Reloads:

@@ -44,7 +44,7 @@ from opengslb.routing.geoip import GeoIPLookup
 from opengslb.routing.geolocation import GeoPlan
 from opengslb.routing.rtt import LatencyTable
 from opengslb.stats import QueryStats
-from tests.unit.fakes import FakeChecker
+from tests.unit.fakes import FakeChecker, memory_runtime
 from tests.unit.mmdb import country, write_mmdb
 
 ZONE = "gslb.test"
@@ -559,7 +559,8 @@ def test_a_reload_opens_the_geoip_database_in_its_worker_thread_step(tmp_path: P
     first = write_mmdb(tmp_path / "first.mmdb", [("81.0.0.0/8", country("DE", "EU"))])
     second = write_mmdb(tmp_path / "second.mmdb", [("81.0.0.0/8", country("ES", "EU"))])
     clock = task.Clock()
-    gslb = Gslb(clock, steering_config(str(first)), FakeChecker(clock))
+    config = steering_config(str(first))
+    gslb = Gslb(clock, config, FakeChecker(clock), memory_runtime(clock, config))
     geoip = gslb.routing_inputs.geoip
     assert geoip is not None and geoip.lookup(4, int(ipaddress.ip_address("81.1.1.1"))).country == "DE"
     reloaded = steering_config(str(second))
