@@ -19,8 +19,8 @@ else raises :class:`BadQuery` (the route answers 400 with its message).
 The query is a client as DNS sees it: without ``subnet``, a query sent from
 ``client`` without ECS (the reply carries no ECS option, so ``ecs_scope`` is
 null); with ``subnet``, a query carrying ECS ``client/subnet`` (capped at /24
-and /56 as ECS is; 0: the resolver's own address, ``client``), and
-``ecs_scope`` is the scope the reply's ECS option would carry.
+and /56 as ECS is; 0: the resolver's own address, ``client``, and scope 0),
+and ``ecs_scope`` is the scope the reply's ECS option would carry.
 """
 
 from __future__ import annotations
@@ -147,6 +147,8 @@ def explain_reply(gslb: "Gslb", query: ExplainQuery, node: Optional[str] = None)
     report["client"] = query.client
     if query.subnet is None:
         report["ecs_scope"] = None  # a query without ECS gets a reply without it
+    elif query.subnet == 0:
+        report["ecs_scope"] = 0  # source prefix 0: chosen for the resolver, for every client (ecs_option)
     return {key: report[key] for key in ("name", "type", "client", "client_network", "zone", "domain",
                                          "algorithm", "matched", "candidates", "answer", "rcode",
                                          "ecs_scope", "policy")}

@@ -13,7 +13,9 @@ network with its source prefix capped at /24 (IPv4) or /56 (IPv6); a
 source prefix of 0 (the client asked for privacy) or no ECS at all means
 the query's source address.  A reply to a query with ECS carries the
 option back: family, source prefix and address as received, with the scope
-the answer really depends on.
+the answer really depends on — and scope 0 when the source prefix was 0, as
+gdnsd answers: no client network was given, the answer was chosen for the
+resolver itself, and the resolver may use it for every client.
 
 Nothing here imports the rest of the package but the routing floor's
 client type.
@@ -90,7 +92,10 @@ def find_subnet(options: Sequence[Tuple[int, bytes]]) -> Optional[Subnet]:
 
 
 def ecs_option(subnet: Subnet, scope: int) -> Tuple[int, bytes]:
-    """The (code, data) echoed in a reply: the query's family, source and address, with ``scope``."""
+    """The (code, data) echoed in a reply: the query's family, source and address, with ``scope``
+    (0 whatever ``scope`` says when the source prefix is 0)."""
+    if subnet.source == 0:
+        scope = 0
     return OPTION_ECS, bytes((subnet.family >> 8, subnet.family & 0xFF, subnet.source, scope)) + subnet.address
 
 

@@ -51,7 +51,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from opengslb.dns.ecs import OPTION_ECS, EcsError, Subnet, ecs_option, parse_subnet, source_client
 from opengslb.dns.reply import opt_record
 from opengslb.dns.view import AAAA, A, AnsweringView, DomainView
-from opengslb.dns.wire import OPTION_NSID
+from opengslb.dns.wire import MAX_OPTIONS, OPTION_COOKIE, OPTION_NSID
 from opengslb.routing import Candidate
 from opengslb.routing.base import NO_CLIENT
 from opengslb.routing.steering import Steering
@@ -206,7 +206,8 @@ def scan_options(data: bytes, start: int) -> int:
     """Check that ``data[start:]`` is an OPT record's RDLENGTH and RDATA, and nothing more:
     a sequence of (code, length, value) options that exactly fills RDLENGTH.
 
-    Returns -1 when it is not, else a bit set: 1 when the options include
+    Returns -1 when it is not (or holds more than MAX_OPTIONS options or a
+    COOKIE of a wrong length: the full path answers FORMERR), else a bit set: 1 when the options include
     NSID (RFC 5001), and the offset of an EDNS Client Subnet option's data
     shifted left by 1 when there is exactly one (two ECS options: -1, the
     full path answers FORMERR).  Other options are not interpreted: like the
@@ -222,13 +223,19 @@ def scan_options(data: bytes, start: int) -> int:
     if position + (data[start] << 8 | data[start + 1]) != size:
         return -1
     found = 0
+    budget = MAX_OPTIONS
     while position < size:
-        if position + 4 > size:
+        if position + 4 > size or not budget:
             return -1
+        budget -= 1
         if data[position] == 0:
             code = data[position + 1]
             if code == OPTION_NSID:
                 found |= 1
+            elif code == OPTION_COOKIE:
+                length = data[position + 2] << 8 | data[position + 3]
+                if length != 8 and not 16 <= length <= 40:
+                    return -1  # malformed (RFC 7873 §5.2.2): the full path answers FORMERR
             elif code == OPTION_ECS:
                 if found >> 1:
                     return -1

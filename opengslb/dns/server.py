@@ -12,6 +12,7 @@ time one message may take to arrive.
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
@@ -508,26 +509,30 @@ def grow_receive_buffer(sock: Any, wanted: int = UDP_RECEIVE_BUFFER) -> int:
     """Ask the kernel for a ``wanted``-byte receive buffer on ``sock``; returns what it granted.
 
     Linux caps the request at ``net.core.rmem_max`` and reports twice the
-    granted size (its bookkeeping overhead included), which is what is
-    returned here.  Never raises: a refused request leaves the default.
+    granted size (its bookkeeping overhead included, socket(7)); the figure
+    returned is the granted size, half the report, so it compares with
+    ``wanted``.  Never raises: a refused request leaves the default.
     """
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
     except OSError:
         pass
     try:
-        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+        reported = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
     except OSError:
         return 0
+    return reported // 2 if sys.platform.startswith("linux") else reported
 
 
 def _log_receive_buffer(host: str, port: int, granted: int, wanted: int = UDP_RECEIVE_BUFFER) -> None:
+    """Say what the kernel granted; a warning naming the sysctl when it is less than asked."""
     if granted >= wanted:
         log.info("DNS over UDP on {host}:{port}: {granted} bytes of receive buffer",
                  host=host, port=port, granted=granted)
     else:
-        log.info("DNS over UDP on {host}:{port}: {granted} bytes of receive buffer (asked for {wanted}; "
-                 "raise net.core.rmem_max for more)", host=host, port=port, granted=granted, wanted=wanted)
+        log.warn("DNS over UDP on {host}:{port}: {granted} bytes of receive buffer, asked for {wanted}: "
+                 "raise net.core.rmem_max to at least {wanted} so a burst of queries is not dropped",
+                 host=host, port=port, granted=granted, wanted=wanted, event="udp_receive_buffer_small")
 
 
 def local_addresses() -> List[str]:

@@ -13,7 +13,10 @@ do:
 * the counts match the message: every question and record the header
   announces is there, and nothing follows the last one;
 * at most one OPT record, in the additional section, owned by the root,
-  whose options exactly fill its RDATA.
+  whose options exactly fill its RDATA, and at most :data:`MAX_OPTIONS`
+  options in it (real queries carry one to three: a cookie, ECS, padding);
+  a COOKIE option of 8 or 16-40 octets (RFC 7873 §5.2.2; other options are
+  not interpreted here).
 
 A message breaking any rule is returned with :attr:`Message.error` set (the
 caller answers FORMERR), together with whatever could be read before the
@@ -43,8 +46,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 __all__ = [
-    "HEADER_SIZE", "MAX_NAME_OCTETS", "MAX_LABEL_OCTETS", "MAX_POINTERS", "MAX_RECORDS",
-    "OPT", "OPTION_NSID", "Edns", "Message", "Name", "Question", "read_message", "read_request",
+    "HEADER_SIZE", "MAX_NAME_OCTETS", "MAX_LABEL_OCTETS", "MAX_OPTIONS", "MAX_POINTERS", "MAX_RECORDS",
+    "OPT", "OPTION_COOKIE", "OPTION_NSID", "Edns", "Message", "Name", "Question", "read_message", "read_request",
     "name_from_text",
 ]
 
@@ -53,9 +56,13 @@ MAX_NAME_OCTETS = 255  # RFC 1035 §2.3.4, length bytes and the root's zero incl
 MAX_LABEL_OCTETS = 63
 MAX_POINTERS = 127  # compression pointers followed in one name (a 255-octet name has <= 127 labels)
 MAX_RECORDS = 16  # records besides the question a request may carry (OPT, TSIG, an IXFR SOA ...)
+#: EDNS options an OPT record may carry; more is FORMERR.  A 64 KB OPT of 16,000 empty options
+#: would otherwise cost milliseconds of reading per packet.
+MAX_OPTIONS = 32
 
 OPT = 41
 OPTION_NSID = 3  # RFC 5001
+OPTION_COOKIE = 10  # RFC 7873: 8 octets (client cookie) or 16-40 (client and server cookie)
 
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, RDLENGTH
@@ -273,16 +280,21 @@ def _label_offsets(wire: bytes) -> Tuple[int, ...]:
 
 
 def _read_options(data: bytes, start: int, end: int) -> Tuple[Tuple[int, bytes], ...]:
-    """The (code, data) options filling ``data[start:end]`` exactly; _Malformed otherwise."""
+    """The (code, data) options filling ``data[start:end]`` exactly, at most MAX_OPTIONS of them;
+    _Malformed otherwise."""
     options: List[Tuple[int, bytes]] = []
     position = start
     while position < end:
+        if len(options) == MAX_OPTIONS:
+            raise _Malformed(f"more than {MAX_OPTIONS} EDNS options")
         if position + 4 > end:
             raise _Malformed("truncated EDNS option")
         code, length = struct.unpack_from("!HH", data, position)
         position += 4
         if position + length > end:
             raise _Malformed("EDNS option longer than the OPT record")
+        if code == OPTION_COOKIE and length != 8 and not 16 <= length <= 40:
+            raise _Malformed(f"COOKIE option of {length} octets (8, or 16 to 40)")
         options.append((code, data[position:position + length]))
         position += length
     return tuple(options)

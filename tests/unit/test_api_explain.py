@@ -263,13 +263,14 @@ def test_without_subnet_the_client_is_the_source_and_no_scope_is_returned():
     assert told["answer"][0] in ("198.51.100.10", "198.51.100.11")  # us, by the rule of 10.0.0.0/8
 
 
-def test_subnet_zero_steers_by_the_client_address_and_scope_is_returned():
-    """ECS source prefix 0 names no network: DNS steers by the source; the reply still carries a scope."""
+def test_subnet_zero_steers_by_the_client_address_with_scope_zero():
+    """ECS source prefix 0 names no network: DNS steers by the source address, and the reply's scope
+    is 0 (as gdnsd answers: chosen for the resolver itself, usable for all its clients)."""
     world = World()
     told = world.explain(f"geo.{ZONE}", client="10.1.9.9", subnet=0)
     reply = world.ask(f"geo.{ZONE}", source="10.1.9.9", subnet=("0.0.0.0", 0))
     assert told["client_network"] == "10.1.9.9/32"
-    assert (addresses(reply), scope(reply)) == (told["answer"], told["ecs_scope"]) == (["203.0.113.10"], 16)
+    assert (addresses(reply), scope(reply)) == (told["answer"], told["ecs_scope"]) == (["203.0.113.10"], 0)
 
 
 def test_a_rule_giving_the_domains_own_order_is_still_named():

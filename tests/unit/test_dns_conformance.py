@@ -8,6 +8,7 @@ decoded with dnspython.  Rows 1-11 are the issue's numbered findings; the
 
 import socket
 import struct
+import sys
 import time
 import tracemalloc
 from io import BytesIO
@@ -31,9 +32,10 @@ from opengslb.dns.server import (
     DNSDatagramProtocol,
     DNSResponder,
     ErrorReports,
+    _log_receive_buffer,
     grow_receive_buffer,
 )
-from opengslb.dns.wire import Name
+from opengslb.dns.wire import MAX_OPTIONS, Name
 from tests.unit.dnsfixtures import Served, gslb_test_config
 
 QID = 0x1234
@@ -107,6 +109,46 @@ def test_row1_worst_case_udp_packet_is_cheap_small_and_formerr(served, suffix):
     finally:
         tracemalloc.stop()
     assert peak < 1_000_000, peak  # the packet itself is 64 KB: nothing proportional to its labels
+
+
+def many_options_query(options, ecs_count=2):
+    """app.gslb.test A with an OPT of ``options`` empty options, then ``ecs_count`` ECS options."""
+    ecs = b"\x00\x08\x00\x04\x00\x01\x00\x00"
+    return (header(ar=1) + question(wire_name(b"app", *GSLB_TEST))
+            + opt(options=b"\x00\x63\x00\x00" * options + ecs * ecs_count))
+
+
+def test_row1_a_64k_opt_of_empty_options_is_cheap_and_formerr(served):
+    """Row 1 (RFC 6891 §6.1.2, RFC 7871 §7.1.1): a 65,507-byte query whose OPT holds ~16,000
+    empty options and two ECS options is FORMERR, keeping the question and the OPT
+    (RFC 6891 §6.1.1), and costs no more to refuse than the maximal-label packet: more than
+    MAX_OPTIONS options is malformed, so reading stops there."""
+    room = 65507 - len(many_options_query(0))
+    data = many_options_query(room // 4)
+    assert len(data) > 65000
+    message = parse(served.udp(data))
+    assert message.rcode() == dns.rcode.FORMERR and message.id == QID
+    assert message.question[0].name == dns.name.from_text("app.gslb.test") and message.edns == 0
+    costs = []
+    for _ in range(7):
+        started = time.perf_counter()
+        served.udp(data)
+        costs.append(time.perf_counter() - started)
+    assert sorted(costs)[3] < 0.005, costs  # the median: a pause of the machine is not the packet's cost
+
+
+@pytest.mark.parametrize("options, ecs_count, rcode", [
+    (MAX_OPTIONS - 1, 1, dns.rcode.NOERROR), (MAX_OPTIONS, 1, dns.rcode.FORMERR),
+    (MAX_OPTIONS - 2, 2, dns.rcode.FORMERR)])
+def test_row1_edns_options_are_counted_on_both_paths(served, options, ecs_count, rcode):
+    """Row 1 (RFC 6891 §6.1.2): up to MAX_OPTIONS options are read (the ECS among them steers);
+    one more, or a second ECS option (RFC 7871 §7.1.1), is FORMERR, over UDP (fast path first)
+    and TCP alike."""
+    data = many_options_query(options, ecs_count)
+    for reply in (served.udp(data), served.tcp(data)):
+        message = parse(reply)
+        assert message.rcode() == rcode and message.id == QID
+        assert message.question[0].name == dns.name.from_text("app.gslb.test") and message.edns == 0
 
 
 def test_row1_worst_case_tcp_message_is_formerr(served):
@@ -395,26 +437,50 @@ def test_row10_implicit_apex_without_name_servers_names_itself():
 # -- row 11: UDP receive buffer -------------------------------------------------------------
 
 class RecordingSocket:
-    def __init__(self):
+    """SO_RCVBUF as Linux keeps it: capped at ``rmem_max``, reported doubled (socket(7))."""
+
+    def __init__(self, rmem_max=64 * 1024 * 1024):
         self.options = {}
+        self.rmem_max = rmem_max
 
     def setsockopt(self, level, option, value):
-        self.options[(level, option)] = value
+        self.options[(level, option)] = min(value, self.rmem_max)
 
     def getsockopt(self, level, option):
         return self.options[(level, option)] * 2
 
 
+def receive_buffer_logs(granted):
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        _log_receive_buffer("127.0.0.1", 53, granted)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    return [e for e in events if "receive buffer" in e.get("log_format", "")]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux doubles SO_RCVBUF reports")
 def test_row11_udp_sockets_ask_for_a_large_receive_buffer():
-    """Row 11 (operational: gdnsd and BIND raise SO_RCVBUF): 4 MiB is asked for, and what the
-    kernel granted (capped by net.core.rmem_max) is reported."""
+    """Row 11 (socket(7) SO_RCVBUF; gdnsd and BIND raise it too): 4 MiB is asked for, and what the
+    kernel granted (capped by net.core.rmem_max; reported doubled) is returned as granted."""
     sock = RecordingSocket()
-    assert grow_receive_buffer(sock) == 2 * UDP_RECEIVE_BUFFER
+    assert grow_receive_buffer(sock) == UDP_RECEIVE_BUFFER
     assert sock.options[(socket.SOL_SOCKET, socket.SO_RCVBUF)] == 4 * 1024 * 1024
+    assert grow_receive_buffer(RecordingSocket(rmem_max=3 * 1024 * 1024)) == 3 * 1024 * 1024
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as real:
         default = real.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         granted = grow_receive_buffer(real)
-        assert granted == real.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= default
+        assert 2 * granted == real.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= default
+
+
+def test_row11_a_capped_receive_buffer_is_a_warning_naming_the_sysctl():
+    """Row 11 (socket(7)): less than asked (net.core.rmem_max between the default and 4 MiB)
+    is logged as a warning that names net.core.rmem_max; the full grant is plain information."""
+    (short,) = receive_buffer_logs(3 * 1024 * 1024)
+    assert short["log_level"].name == "warn" and "net.core.rmem_max" in short["log_format"]
+    (full,) = receive_buffer_logs(UDP_RECEIVE_BUFFER)
+    assert full["log_level"].name == "info" and "rmem_max" not in full["log_format"]
 
 
 # -- NSID (RFC 5001) ---------------------------------------------------------------------------
@@ -470,6 +536,21 @@ def test_kept_unknown_options_are_ignored(served):
     assert message.rcode() == dns.rcode.NOERROR and message.answer and message.options == ()
 
 
+@pytest.mark.parametrize("length, rcode", [
+    (8, dns.rcode.NOERROR), (16, dns.rcode.NOERROR), (40, dns.rcode.NOERROR),
+    (0, dns.rcode.FORMERR), (5, dns.rcode.FORMERR), (9, dns.rcode.FORMERR), (41, dns.rcode.FORMERR)])
+def test_a_cookie_of_a_wrong_length_is_formerr(served, length, rcode):
+    """RFC 7873 §5.2.2: a COOKIE option that is not 8 octets (client cookie) or 16 to 40 (client
+    and server cookie) is malformed → FORMERR with the question and the OPT, as gdnsd answers;
+    a well-formed one is ignored (we issue no server cookies) and the query answered, on the
+    fast path (UDP) and the full path (TCP) alike."""
+    data = make("app.gslb.test", use_edns=0, options=[dns.edns.GenericOption(10, b"\x01" * length)]).to_wire()
+    for reply in (served.udp(data), served.tcp(data)):
+        message = parse(reply)
+        assert message.rcode() == rcode and message.edns == 0 and len(message.question) == 1
+        assert bool(message.answer) == (rcode == dns.rcode.NOERROR)
+
+
 def test_kept_two_opts_or_opt_in_answer_are_formerr(served):
     """Kept (RFC 6891 §6.1.1: more than one OPT, or OPT outside the additional section → FORMERR)."""
     q = question(wire_name(b"app", *GSLB_TEST))
@@ -512,7 +593,8 @@ class Exploding(DNSResponder):
 
 
 def test_row3_unexpected_errors_cannot_flood_the_log():
-    """Row 3 (log flooding): an error answering is SERVFAIL to the client and one logged
+    """Row 3 (log flooding; RFC 1035 §4.1.1: SERVFAIL is "unable to process this query due to a
+    problem with the name server"): an error answering is SERVFAIL to the client and one logged
     traceback per minute at most, with the count of the others."""
     served = Served()
     clock = Clock()
