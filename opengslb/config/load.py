@@ -29,6 +29,7 @@ from opengslb.config.problems import ConfigError, Problem, format_path
 from opengslb.config.schema import Checker, cluster_issues
 from opengslb.config.values import parse_host_port, parse_listen_address
 from opengslb.config.yamlread import SyntaxProblem, load_plain, locate
+from opengslb.routing.base import CLIENT_PREFIX_CAP
 
 __all__ = [
     "ConfigError",
@@ -167,4 +168,25 @@ def load_config(path: Union[str, "os.PathLike[str]"]) -> Tuple[Config, List[str]
             f"{name}: readable by every user (mode {mode & 0o777:04o}); it holds no secrets now,"
             f" but run chmod 600 {name} before adding api.tokens or cluster.gossip.encryption_key"
         )
+    warnings.extend(f"{name}: {text}" for text in topology_warnings(config))
     return config, warnings
+
+
+def topology_warnings(config: Config) -> List[str]:
+    """Topology networks longer than the ECS cap (/24 IPv4, /56 IPv6, SPEC §4.1).
+
+    An ECS client is its network capped at that length, so such a network
+    matches only queries sent from inside it without ECS (by source address);
+    every resolver sending ECS gets the answer of the network around it.
+    """
+    found: List[str] = []
+    for domain in config.domains:
+        for number, rule in enumerate(domain.topology, 1):
+            for network in rule.networks:
+                cap = CLIENT_PREFIX_CAP[network.version]
+                if network.prefixlen > cap:
+                    found.append(
+                        f"domains[{domain.name}].topology rule {number}: network {network} is longer than "
+                        f"/{cap}; ECS client networks are capped at /{cap}, so it matches only queries "
+                        f"sent from inside it without ECS")
+    return found

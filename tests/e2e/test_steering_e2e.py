@@ -4,6 +4,8 @@ over health changes of real loopback HTTP backends; malformed ECS gets FORMERR."
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
 import urllib.request
@@ -80,6 +82,46 @@ def test_geolocation_by_ecs_network_with_scopes_and_failover(gslb_factory, backe
     us.status = 200
     wait_until(lambda: answer(ask(node, "www.steer.test", ("10.200.0.0", 16))) == ["127.0.0.62"], 10,
                message="us back")
+
+
+def dig(node, name: str, *options: str) -> str:
+    """dig's output for ``name`` A against ``node`` (no recursion asked)."""
+    return subprocess.run(["dig", "@" + node.dns_host, "-p", str(node.dns_port), name, "A", "+norec",
+                           "+nocookie", *options], capture_output=True, text=True, timeout=10).stdout
+
+
+def dig_answer(out: str) -> List[str]:
+    """The addresses of dig's answer section."""
+    section = out.split(";; ANSWER SECTION:")[1].split("\n\n")[0] if ";; ANSWER SECTION:" in out else ""
+    return [line.split()[-1] for line in section.strip().splitlines()]
+
+
+@pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed (apt-get install dnsutils)")
+def test_dig_subnet_gets_the_networks_answer_and_scope(gslb_factory, backends):
+    """dig +subnet (a real client, RFC 7871): the ECS network picks the region over UDP and TCP,
+    the reply's CLIENT-SUBNET echoes the network with the scope the answer depends on, and
+    +subnet=0.0.0.0/0 (no network given) is steered by the source address with scope 0."""
+    eu = backends(HTTPBackend("127.0.44.61"))
+    us = backends(HTTPBackend("127.0.44.62"))
+    ap = backends(HTTPBackend("127.0.44.63"))
+    node = gslb_factory(config(
+        region("eu", [eu]) + region("us", [us]) + region("ap", [ap]),
+        "  - name: dig.steer.test\n    routing_algorithm: geolocation\n    regions: [eu, us, ap]\n"
+        "    topology:\n"
+        "      - {networks: [10.0.0.0/8], regions: [us, eu]}\n"
+        "      - {networks: [10.1.0.0/16], regions: [ap, us]}\n"
+        "      - {networks: [127.0.0.0/8], regions: [ap]}\n"))
+    for transport in ([], ["+tcp"]):
+        out = dig(node, "dig.steer.test", "+subnet=10.1.2.0/24", *transport)
+        assert "status: NOERROR" in out and dig_answer(out) == ["127.0.44.63"], out
+        assert "CLIENT-SUBNET: 10.1.2.0/24/16" in out, out
+        out = dig(node, "dig.steer.test", "+subnet=10.200.0.0/16", *transport)
+        assert dig_answer(out) == ["127.0.44.62"] and "CLIENT-SUBNET: 10.200.0.0/16/9" in out, out
+        out = dig(node, "dig.steer.test", "+subnet=0.0.0.0/0", *transport)
+        assert dig_answer(out) == ["127.0.44.63"] and "CLIENT-SUBNET: 0.0.0.0/0/0" in out, out
+    us.status = 503
+    wait_until(lambda: dig_answer(dig(node, "dig.steer.test", "+subnet=10.200.0.0/16")) == ["127.0.44.61"],
+               10, message="us down: the rule's next region (eu)")
 
 
 def test_malformed_ecs_is_formerr(gslb_factory, backends):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from opengslb.config.load import load_config
 from opengslb.config.model import TopologyRule
 from tests.unit.mmdb import country, write_mmdb
 from tests.unit.test_config import parse, problems
@@ -148,3 +149,23 @@ def test_unknown_topology_key_is_an_error():
     found = problems(with_domain("routing_algorithm: geolocation\ntopology:\n"
                                  "  - {network: [10.0.0.0/8], regions: [eu]}\n"))
     assert any("domains[0].topology[0].network: unknown key 'network'" in p for p in found), found
+
+
+def test_networks_longer_than_the_ecs_cap_are_warned_about(tmp_path: Path):
+    """SPEC §4.1 caps ECS clients at /24 and /56: a longer topology network can match only a query
+    sent from inside it without ECS, so loading says so (a warning; the configuration is kept)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(with_domain("""\
+        routing_algorithm: geolocation
+        topology:
+          - {networks: ["192.0.2.16/28", "2001:db8::/64"], regions: [us]}
+          - {networks: ["10.0.0.0/24", "2001:db8:1::/56"], regions: [eu]}
+        """))
+    path.chmod(0o600)
+    config, warnings = load_config(str(path))
+    assert [rule.networks for rule in config.domains[0].topology][0][0] == ipaddress.ip_network("192.0.2.16/28")
+    assert warnings == [
+        f"{path}: domains[www.example.com].topology rule 1: network 192.0.2.16/28 is longer than /24; "
+        "ECS client networks are capped at /24, so it matches only queries sent from inside it without ECS",
+        f"{path}: domains[www.example.com].topology rule 1: network 2001:db8::/64 is longer than /56; "
+        "ECS client networks are capped at /56, so it matches only queries sent from inside it without ECS"]
