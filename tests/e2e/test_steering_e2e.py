@@ -4,7 +4,9 @@ over health changes of real loopback HTTP backends; malformed ECS gets FORMERR."
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -19,6 +21,7 @@ import dns.rcode
 import pytest
 
 from tests.e2e.harness import HTTPBackend, free_port, wait_until
+from tests.unit.mmdb import country, write_mmdb
 
 pytestmark = pytest.mark.e2e
 
@@ -247,3 +250,33 @@ def test_answer_count_gives_distinct_rotating_addresses(gslb_factory, backends):
     seen = [tuple(answer(ask(node, "multi.steer.test"))) for _ in range(6)]
     assert all(len(set(s)) == 2 for s in seen)
     assert len(set(seen)) == 3
+
+
+def test_geoip_countries_and_continents_follow_the_database_across_sighup(gslb_factory, backends, tmp_path):
+    """geoip.database (a MaxMind-format file): country rules, then continent rules, steer ECS
+    clients, with the database record's prefix as the scope; after the file is replaced and
+    SIGHUP sent, answers follow the new database."""
+    eu = backends(HTTPBackend("127.0.44.71"))
+    us = backends(HTTPBackend("127.0.44.72"))
+    ap = backends(HTTPBackend("127.0.44.73"))
+    database = tmp_path / "geo.mmdb"
+    write_mmdb(database, [("81.0.0.0/8", country("DE", "EU")), ("82.0.0.0/8", country("ES", "EU")),
+                          ("83.0.0.0/8", country("US", "NA"))])
+    node = gslb_factory(config(
+        region("eu", [eu]) + region("us", [us]) + region("ap", [ap]),
+        "  - name: geoip.steer.test\n    routing_algorithm: geolocation\n    regions: [ap, us, eu]\n"
+        "    topology:\n"
+        "      - {countries: [DE], regions: [eu]}\n"
+        "      - {continents: [EU], regions: [us]}\n",
+        extra=f"geoip: {{database: {database}}}\n"))
+    assert (answer(ask(node, "geoip.steer.test", ("81.1.2.0", 24))),
+            scope(ask(node, "geoip.steer.test", ("81.1.2.0", 24)))) == (["127.0.44.71"], 8)  # DE: eu
+    assert answer(ask(node, "geoip.steer.test", ("82.1.2.0", 24))) == ["127.0.44.72"]  # ES: EU continent
+    assert answer(ask(node, "geoip.steer.test", ("83.1.2.0", 24))) == ["127.0.44.73"]  # US: no rule
+    replacement = tmp_path / "geo.mmdb.new"
+    write_mmdb(replacement, [("81.0.0.0/8", country("FR", "EU")), ("83.0.0.0/8", country("DE", "EU"))])
+    os.replace(replacement, database)
+    node.signal(signal.SIGHUP)
+    wait_until(lambda: answer(ask(node, "geoip.steer.test", ("83.1.2.0", 24))) == ["127.0.44.71"], 10,
+               message="after SIGHUP 83/8 is DE: eu")
+    assert answer(ask(node, "geoip.steer.test", ("81.1.2.0", 24))) == ["127.0.44.72"]  # now FR: EU
