@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, List, Optional, Tuple, cast
 
 from hyperlink import EncodedURL
 from OpenSSL import SSL
-from service_identity import VerificationError
+from service_identity import CertificateError, VerificationError
+from service_identity.hazmat import DNS_ID, IPAddress_ID, verify_service_identity
+from service_identity.pyopenssl import extract_patterns
 from treq.client import HTTPClient
 from twisted.internet import error as ierror
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -159,8 +161,41 @@ class _CheckTLSPolicy:
     def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
         name = self._server_name or hostname.decode("ascii")
         if self._verify:
-            return optionsForClientTLS(name, trustRoot=self._trust_root)
+            return cast(IOpenSSLClientConnectionCreator, _VerifyingTLSCreator(name, self._trust_root))
         return cast(IOpenSSLClientConnectionCreator, _UnverifiedTLSCreator(name))
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _VerifyingTLSCreator:
+    """TLS client connections that verify the chain and that the certificate names ``server_name``.
+
+    Twisted's ``optionsForClientTLS`` (trust, SNI) with our own check of the
+    leaf certificate's name: Twisted's check lets a certificate without any
+    subjectAltName through (service_identity raises ``CertificateError``, not
+    ``VerificationError``; Twisted logs a traceback and accepts the
+    handshake).  Here both fail the handshake, with a reason for the check.
+    """
+
+    def __init__(self, server_name: str, trust_root: "Optional[IOpenSSLTrustRoot]") -> None:
+        self._options = optionsForClientTLS(server_name, trustRoot=trust_root)
+        self._identity = IPAddress_ID(server_name) if _is_ip_literal(server_name) else DNS_ID(server_name)
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        connection = self._options.clientConnectionForTLS(tlsProtocol)
+        identity = self._identity
+
+        def verify(conn: SSL.Connection, cert: Any, error: int, depth: int, ok: int) -> bool:
+            if depth != 0 or not ok:  # the chain is OpenSSL's; the name is checked on the leaf
+                return bool(ok)
+            try:
+                verify_service_identity(extract_patterns(cert), [identity], [])
+            except Exception:  # VerificationError, CertificateError, or worse: refuse, keep the reason
+                tlsProtocol.failVerification(Failure())
+                return False
+            return True
+
+        connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
+        return connection
 
 
 def _bind_address(source_address: Optional[str], family: int) -> Optional[Tuple[str, int]]:
@@ -310,6 +345,8 @@ def _reason_for(exc: BaseException, timeout: float) -> str:
             return f"TLS handshake failed: {_tls_detail(cause)}"
         if isinstance(cause, VerificationError):
             return "TLS handshake failed: certificate does not match the host name"
+        if isinstance(cause, CertificateError):
+            return "TLS handshake failed: the certificate names no host (no subjectAltName)"
     for cause in causes:
         if isinstance(
             cause,

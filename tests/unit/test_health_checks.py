@@ -101,12 +101,16 @@ class HealthResource(Resource):
         return b"x" * 70000  # a body bigger than one read
 
 
-def make_cert(name: str) -> Tuple[Any, Any, bytes]:
-    """A self-signed certificate for DNS ``name`` and IP 127.0.0.1: (key, cert, pem)."""
+def make_cert(name: str, san: bool = True) -> Tuple[Any, Any, bytes]:
+    """A self-signed certificate for DNS ``name`` and IP 127.0.0.1: (key, cert, pem).
+
+    ``san=False``: the name only in the subject's CN, no subjectAltName (as
+    old appliances issue them; RFC 6125 verifiers do not accept it).
+    """
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
@@ -114,15 +118,16 @@ def make_cert(name: str) -> Tuple[Any, Any, bytes]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    )
+    if san:
+        builder = builder.add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName(name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
             ),
             critical=False,
         )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    cert = builder.sign(key, hashes.SHA256())
     return key, cert, cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -387,8 +392,10 @@ class LoopbackTests(TestCase):
 class TLSTests(TestCase):
     """https checks against a loopback TLS server with a self-signed certificate."""
 
+    SAN = True  # whether the certificate carries a subjectAltName
+
     def setUp(self) -> None:
-        key, cert, self.pem = make_cert(TLS_NAME)
+        key, cert, self.pem = make_cert(TLS_NAME, san=self.SAN)
         self.resource = HealthResource()
         self.tls = SNIRecordingServerTLS(key, cert)
         tracking = TrackingFactory(TLSMemoryBIOFactory(self.tls, False, Site(self.resource, timeout=None)))
@@ -453,3 +460,23 @@ class TLSTests(TestCase):
             self.checker(trusted=True).check(server, self.settings(tls_verify=True)), CheckFailed
         )
         self.assertTrue(failure.reason.startswith("TLS handshake failed: "), failure.reason)
+
+
+class NoSubjectAltNameTests(TestCase):
+    """An https check against a trusted certificate that names its host only in the CN."""
+
+    setUp = TLSTests.setUp
+    checker = TLSTests.checker
+    settings = TLSTests.settings
+    SAN = False
+
+    @inlineCallbacks
+    def test_a_certificate_without_subject_alt_name_fails_cleanly(self) -> Any:
+        """tls_verify true fails with a one-line reason (RFC 6125 §6.4.4: no CN fallback when
+        verifying), and logs no traceback: the check runs every interval and must not flood the log."""
+        server = ServerConfig("127.0.0.1", self.port, host=TLS_NAME)
+        failure = yield self.assertFailure(
+            self.checker(trusted=True).check(server, self.settings(tls_verify=True)), CheckFailed
+        )
+        self.assertEqual(failure.reason, "TLS handshake failed: the certificate names no host (no subjectAltName)")
+        self.assertEqual(self.flushLoggedErrors(), [])
