@@ -23,6 +23,7 @@ client type.
 
 from __future__ import annotations
 
+import functools
 import socket
 from typing import NamedTuple, Optional, Sequence, Tuple
 
@@ -99,8 +100,11 @@ def ecs_option(subnet: Subnet, scope: int) -> Tuple[int, bytes]:
     return OPTION_ECS, bytes((subnet.family >> 8, subnet.family & 0xFF, subnet.source, scope)) + subnet.address
 
 
+@functools.lru_cache(maxsize=65_536)
 def source_client(host: str) -> Client:
-    """The client of a query without ECS: its source address (IPv4-mapped IPv6 read as IPv4)."""
+    """The client of a query without ECS: its source address (IPv4-mapped IPv6 read as IPv4).
+
+    Remembered for the last 65,536 addresses: a resolver asks again and again."""
     if ":" in host:
         if host.startswith("::ffff:") and "." in host:
             return source_client(host[7:])
