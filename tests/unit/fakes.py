@@ -35,7 +35,7 @@ from opengslb.health.checks import CheckFailed
 from opengslb.runtime import Runtime
 from opengslb.state.machine import StateMachine
 
-__all__ = ["FakeCheck", "FakeChecker", "MemoryStore"]
+__all__ = ["FakeCheck", "FakeChecker", "MemoryStore", "memory_runtime"]
 
 
 class FakeCheck:
