@@ -1111,6 +1111,7 @@ class RaftNode:
         shared file is safe).  Fails with a clear exception otherwise.
         """
         check_data_dir(self.data_dir)
+        leader: Optional[str] = None  # the leader a fresh joiner found
         if self.has_state():
             members = self._load_members()
             log.info("rejoining the cluster from {dir} as {address} ({count} members)",
@@ -1120,7 +1121,7 @@ class RaftNode:
             log.info("bootstrapping a new cluster as {address}", address=self.address,
                      event="raft_bootstrap")
         elif join:
-            members = yield self._join(join)
+            leader, members = yield self._join(join)
             self._joined_through = list(join)
         else:
             raise RuntimeError("this node has no cluster state: start it with --bootstrap (first node) "
@@ -1130,6 +1131,9 @@ class RaftNode:
         # before its addition reached its log, it resumes joining through those members
         # instead of refusing to start for want of cluster state.
         self._save_members(tuple(sorted(set(members))))
+        if leader is not None and joining:  # said once the list is stored: a restart now resumes joining
+            log.info("joining the cluster: leader {leader}, members {members}", leader=leader,
+                     members=", ".join(members), event="raft_join")
         members = sorted(set(members) | {self.address})
         self._joining = joining
         self._start_syncobj([m for m in members if m != self.address], joining=joining)
@@ -1604,7 +1608,7 @@ class RaftNode:
 
     @defer.inlineCallbacks
     def _join(self, seeds: List[str]) -> Any:
-        """Find the leader through any seed and return its member list (the full one).
+        """Find the leader through any seed; returns (the leader, its member list: the full one).
 
         Retries with backoff until a seed names a leader that answers, for
         at most :data:`JOIN_GIVE_UP` seconds; then fails with RuntimeError.
@@ -1614,9 +1618,7 @@ class RaftNode:
         while True:
             leader, found = yield self._leader_view(seeds)
             if leader is not None:
-                log.info("joining the cluster: leader {leader}, members {members}", leader=leader,
-                         members=", ".join(found), event="raft_join")
-                return list(found)
+                return leader, list(found)
             if self.reactor.seconds() - started > JOIN_GIVE_UP:
                 raise RuntimeError(f"could not join the cluster through {', '.join(seeds)}: {found}")
             yield _sleep(self.reactor, self._backoff(attempt))
