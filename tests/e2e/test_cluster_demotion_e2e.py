@@ -65,10 +65,16 @@ def test_leader_with_a_broken_vantage_point_hands_over_and_holds_down(tmp_path, 
         assert _metric(cluster, old, 'opengslb_cluster_demotions_total{reason="health_vantage"}') == 1.0
         records = [json.loads(line) for line in cluster.nodes[old].log().splitlines() if line.startswith("{")]
         assert [r for r in records if r.get("event") == "leader_demoted"], "no leader_demoted log line"
-        # The new leader's own view is fine: it keeps leading; the old one stays out for the hold-down.
+        # The new leader's own view is fine: it keeps leading (no election: same term, still leader)
+        # and is the only node answering with data; the old one stays out for the hold-down.  A
+        # sample may miss its 8 ms window on a loaded machine, so "answered" is not asked of each.
+        term = cluster.status(new)["raft"]["term"]
         later = cluster.watch(6)
-        assert all(answered == frozenset({new}) for _, answered in later[-100:]), \
-            {tuple(sorted(a)) for _, a in later}
+        assert all(answered <= frozenset({new}) for _, answered in later), {tuple(sorted(a)) for _, a in later}
+        assert sum(answered == frozenset({new}) for _, answered in later) >= 0.9 * len(later), \
+            [tuple(sorted(a)) for _, a in later]
+        after = cluster.status(new)
+        assert after["is_leader"] and after["raft"]["term"] == term, after
         assert not cluster.status(old)["is_leader"]
     finally:
         cluster.stop_all()
