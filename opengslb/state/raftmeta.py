@@ -64,8 +64,7 @@ class MetaWriter:
     def storeMeta(self, meta: Dict[str, Any]) -> None:  # noqa: N802
         """Synchronous (a term or vote change): any older pending copy is superseded."""
         with self._lock:
-            with self._handoff:
-                self._pending = None
+            self._take_pending()
             self._inner.storeMeta(meta)
 
     # -- ours ---------------------------------------------------------------------------
@@ -83,12 +82,17 @@ class MetaWriter:
     def flush(self) -> None:
         """Store the current meta now (at stop) and end the writer thread."""
         with self._lock:
-            with self._handoff:
-                self._pending = None
+            self._take_pending()
             self._inner.storeMeta(dict(getattr(self._journal, _META)))
             setattr(self._journal, _SAVED, True)
         self._stopped = True
         self._wake.set()
+
+    def _take_pending(self) -> Optional[Dict[str, Any]]:
+        """The pending copy, which is no longer pending (None when there was none)."""
+        with self._handoff:
+            pending, self._pending = self._pending, None
+        return pending
 
     def _run(self) -> None:
         while True:
@@ -97,8 +101,7 @@ class MetaWriter:
             if self._stopped:
                 return
             with self._lock:
-                with self._handoff:
-                    pending, self._pending = self._pending, None
+                pending = self._take_pending()
                 if pending is None:
                     continue
                 try:

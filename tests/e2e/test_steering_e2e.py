@@ -56,19 +56,25 @@ def scope(reply: dns.message.Message) -> Optional[int]:
     return next((o.scopelen for o in reply.options if isinstance(o, dns.edns.ECSOption)), None)
 
 
-def test_geolocation_by_ecs_network_with_scopes_and_failover(gslb_factory, backends):
-    """ECS picks the region by the longest network; scopes are right; a down region falls through
-    to the next one in the rule's order and comes back when healthy."""
-    eu = backends(HTTPBackend("127.0.0.61"))
-    us = backends(HTTPBackend("127.0.0.62"))
-    ap = backends(HTTPBackend("127.0.0.63"))
+def geolocation_node(gslb_factory, backends, subnet: str, name: str):
+    """A node serving ``name`` by geolocation over regions eu, us, ap (backends SUBNET.61-63):
+    10.0.0.0/8 and 2001:db8::/32 → [us, eu], 10.1.0.0/16 → [ap, us], 127.0.0.0/8 → [ap].
+    Returns (node, the us backend)."""
+    eu, us, ap = (backends(HTTPBackend(f"{subnet}.{61 + i}")) for i in range(3))
     node = gslb_factory(config(
         region("eu", [eu]) + region("us", [us]) + region("ap", [ap]),
-        "  - name: www.steer.test\n    routing_algorithm: geolocation\n    regions: [eu, us, ap]\n"
+        f"  - name: {name}\n    routing_algorithm: geolocation\n    regions: [eu, us, ap]\n"
         "    topology:\n"
         "      - {networks: [10.0.0.0/8, '2001:db8::/32'], regions: [us, eu]}\n"
         "      - {networks: [10.1.0.0/16], regions: [ap, us]}\n"
         "      - {networks: [127.0.0.0/8], regions: [ap]}\n"))
+    return node, us
+
+
+def test_geolocation_by_ecs_network_with_scopes_and_failover(gslb_factory, backends):
+    """ECS picks the region by the longest network; scopes are right; a down region falls through
+    to the next one in the rule's order and comes back when healthy."""
+    node, us = geolocation_node(gslb_factory, backends, "127.0.0", "www.steer.test")
     reply = ask(node, "www.steer.test", ("10.1.2.0", 24))
     assert (answer(reply), scope(reply)) == (["127.0.0.63"], 16)
     option = next(o for o in reply.options if isinstance(o, dns.edns.ECSOption))
@@ -104,16 +110,7 @@ def test_dig_subnet_gets_the_networks_answer_and_scope(gslb_factory, backends):
     """dig +subnet (a real client, RFC 7871): the ECS network picks the region over UDP and TCP,
     the reply's CLIENT-SUBNET echoes the network with the scope the answer depends on, and
     +subnet=0.0.0.0/0 (no network given) is steered by the source address with scope 0."""
-    eu = backends(HTTPBackend("127.0.44.61"))
-    us = backends(HTTPBackend("127.0.44.62"))
-    ap = backends(HTTPBackend("127.0.44.63"))
-    node = gslb_factory(config(
-        region("eu", [eu]) + region("us", [us]) + region("ap", [ap]),
-        "  - name: dig.steer.test\n    routing_algorithm: geolocation\n    regions: [eu, us, ap]\n"
-        "    topology:\n"
-        "      - {networks: [10.0.0.0/8], regions: [us, eu]}\n"
-        "      - {networks: [10.1.0.0/16], regions: [ap, us]}\n"
-        "      - {networks: [127.0.0.0/8], regions: [ap]}\n"))
+    node, us = geolocation_node(gslb_factory, backends, "127.0.44", "dig.steer.test")
     for transport in ([], ["+tcp"]):
         out = dig(node, "dig.steer.test", "+subnet=10.1.2.0/24", *transport)
         assert "status: NOERROR" in out and dig_answer(out) == ["127.0.44.63"], out

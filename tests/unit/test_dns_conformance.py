@@ -86,6 +86,17 @@ def worst_case(size, suffix=b"\x00"):
     return data
 
 
+def assert_cheap(served, data):
+    """The median of 7 answers to ``data`` over UDP takes under 5 ms (the median: a pause of the
+    machine is not the packet's cost)."""
+    costs = []
+    for _ in range(7):
+        started = time.perf_counter()
+        served.udp(data)
+        costs.append(time.perf_counter() - started)
+    assert sorted(costs)[3] < 0.005, costs
+
+
 @pytest.mark.parametrize("suffix", [b"\x00", wire_name(*GSLB_TEST)])
 def test_row1_worst_case_udp_packet_is_cheap_small_and_formerr(served, suffix):
     """Row 1 (RFC 1035 §2.3.4, §4.2.1): a 65,507-byte query of ~32,700 one-byte labels gets
@@ -95,12 +106,7 @@ def test_row1_worst_case_udp_packet_is_cheap_small_and_formerr(served, suffix):
     message = parse(reply)
     assert message.rcode() == dns.rcode.FORMERR and message.id == QID and len(reply) <= 512
     assert not message.question  # the name could not be read: nothing to echo
-    costs = []
-    for _ in range(7):
-        started = time.perf_counter()
-        served.udp(data)
-        costs.append(time.perf_counter() - started)
-    assert sorted(costs)[3] < 0.005, costs  # the median: a pause of the machine is not the packet's cost
+    assert_cheap(served, data)
     tracemalloc.start()
     try:
         for _ in range(20):
@@ -129,12 +135,7 @@ def test_row1_a_64k_opt_of_empty_options_is_cheap_and_formerr(served):
     message = parse(served.udp(data))
     assert message.rcode() == dns.rcode.FORMERR and message.id == QID
     assert message.question[0].name == dns.name.from_text("app.gslb.test") and message.edns == 0
-    costs = []
-    for _ in range(7):
-        started = time.perf_counter()
-        served.udp(data)
-        costs.append(time.perf_counter() - started)
-    assert sorted(costs)[3] < 0.005, costs  # the median: a pause of the machine is not the packet's cost
+    assert_cheap(served, data)
 
 
 @pytest.mark.parametrize("options, ecs_count, rcode", [
